@@ -1,0 +1,135 @@
+"""The digit classifier: an ONNX model run by ONNX Runtime, in batches.
+
+The model carries its own contract in its ONNX metadata: the labels of its
+outputs and the preprocessing parameters it was trained with. The classifier
+refuses a model without them, so model and scanner cannot drift apart.
+ONNX Runtime is imported lazily; torch is never imported here.
+"""
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError
+from .preprocess import PreprocessParams, preprocess_batch
+
+DIGITS = tuple("0123456789")
+REJECT = "reject"  # the class for "this is not a digit"
+LABELS = DIGITS + (REJECT,)
+MODEL_FORMAT = "1"
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+
+
+def default_model_path():
+    """The model shipped with the package (``export/formdigits.onnx`` in the repository)."""
+    try:
+        return Path(str(resources.files("formdigits._export") / "formdigits.onnx"))
+    except ModuleNotFoundError:  # running from a source checkout that is not installed
+        return Path(__file__).resolve().parent.parent / "export" / "formdigits.onnx"
+
+
+def _providers(device):
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        raise ModelError(
+            "--device cuda: ONNX Runtime has no CUDA provider here (available: "
+            f"{', '.join(available)}); install onnxruntime-gpu instead of onnxruntime"
+        )
+    return ["CPUExecutionProvider"]
+
+
+class Classifier:
+    """Load an exported formdigits ONNX model and classify digit crops in batches.
+
+    ``device`` is ``auto`` (CUDA when onnxruntime-gpu and a GPU are present),
+    ``cuda`` or ``cpu``. ``threads`` sets ONNX Runtime's intra-op threads
+    (default: all cores).
+    """
+
+    def __init__(self, model_path=None, device="auto", threads=None, batch_size=256):
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        import onnxruntime as ort
+
+        self.path = Path(model_path) if model_path is not None else default_model_path()
+        if not self.path.is_file():
+            hint = "" if model_path is not None else " (the shipped model is missing: reinstall formdigits or pass --model)"
+            raise ModelError(f"{self.path}: model file not found{hint}")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=_providers(device))
+        except Exception as e:  # onnxruntime raises its own exception types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{self.path}: not a usable ONNX model: {first}") from None
+        self.provider = self.session.get_providers()[0]
+        if device == "cuda" and self.provider != "CUDAExecutionProvider":
+            raise ModelError(f"--device cuda: ONNX Runtime could not start CUDA for {self.path}")
+        self.batch_size = batch_size
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.labels, self.params, self.metrics = _read_metadata(self.path, meta)
+        self._check_io()
+
+    def _check_io(self):
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        s = self.params.size
+        if len(inputs) != 1 or inputs[0].name != INPUT_NAME or list(inputs[0].shape[1:]) != [1, s, s]:
+            got = [(i.name, i.shape) for i in inputs]
+            raise ModelError(f"{self.path}: expected one input {INPUT_NAME!r} of shape [N, 1, {s}, {s}], got {got}")
+        if len(outputs) != 1 or outputs[0].name != OUTPUT_NAME or outputs[0].shape[1:] != [len(self.labels)]:
+            got = [(o.name, o.shape) for o in outputs]
+            raise ModelError(
+                f"{self.path}: expected one output {OUTPUT_NAME!r} of shape [N, {len(self.labels)}], got {got}"
+            )
+
+    @property
+    def device(self):
+        return "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
+
+    def predict(self, batch):
+        """Class probabilities ``(N, len(labels))`` for a preprocessed ``(N, 1, S, S)`` batch."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        s = self.params.size
+        if batch.ndim != 4 or batch.shape[1:] != (1, s, s):
+            raise ValueError(f"batch must have shape (N, 1, {s}, {s}), got {batch.shape}")
+        out = np.empty((len(batch), len(self.labels)), np.float32)
+        for i in range(0, len(batch), self.batch_size):
+            out[i : i + self.batch_size] = self.session.run(None, {INPUT_NAME: batch[i : i + self.batch_size]})[0]
+        return out
+
+    def classify(self, crops):
+        """Probabilities for a list of uint8 ink crops, preprocessed as the model requires."""
+        return self.predict(preprocess_batch(crops, self.params))
+
+
+def _read_metadata(path, meta):
+    if meta.get("formdigits.format") != MODEL_FORMAT:
+        raise ModelError(
+            f"{path}: not a formdigits model (ONNX metadata lacks formdigits.format={MODEL_FORMAT}); "
+            "export one with `formdigits export`"
+        )
+    try:
+        labels = tuple(json.loads(meta["labels"]))
+        params = PreprocessParams(**json.loads(meta["preprocess"]))
+        metrics = json.loads(meta.get("metrics", "{}"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"{path}: malformed formdigits metadata: {e}") from None
+    if labels[:10] != DIGITS or not set(labels[10:]) <= {REJECT}:
+        raise ModelError(f"{path}: labels must be 0-9 (and {REJECT!r}), got {list(labels)}")
+    return labels, params, metrics

@@ -1,0 +1,147 @@
+"""The ``formdigits`` command: a thin Click layer over the library.
+
+Library errors (:class:`formdigits.errors.FormdigitsError`) become one-line
+messages with exit code 1; usage errors exit with 2.
+"""
+
+import functools
+import json
+import sys
+
+import click
+
+from . import __version__
+from .errors import FormdigitsError
+
+
+def library_errors(f):
+    """Turn a FormdigitsError into click's one-line error, exit code 1."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except FormdigitsError as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper
+
+
+def _need_torch(command):
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise click.ClickException(
+            f"`formdigits {command}` needs PyTorch: pip install torch==2.13.0 'formdigits[train]'"
+        ) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="formdigits")
+def main():
+    """Read handwritten digits from boxes on scanned forms into CSV.
+
+    \b
+    Train and check the digit model:
+      formdigits train --epochs 20                 # writes export/formdigits.onnx
+      formdigits evaluate --model export/formdigits.onnx --json
+    """
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the four MNIST IDX files "
+              "[default: $FORMDIGITS_MNIST_DIR or a per-user cache folder; downloaded there if missing].")
+@click.option("--extra-data", type=click.Path(exists=True, file_okay=False),
+              help="Your own labelled crops to train on as well: DIR/<digit>/*.png (and DIR/reject/ for non-digits).")
+@click.option("-o", "--out-dir", default="export", show_default=True, type=click.Path(file_okay=False),
+              help="Where the checkpoint, ONNX model, metrics.json and plots go.")
+@click.option("--epochs", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(0, min_open=True), help="Peak learning rate.")
+@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
+              help="auto: CUDA when PyTorch sees a GPU (mixed precision), else CPU.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--limit", default=0, type=click.IntRange(0), help="Train on the first N digits only (quick runs).")
+@click.option("--test-limit", default=0, type=click.IntRange(0), help="Report on the first N test digits only.")
+@click.option("--workers", default=-1, type=click.IntRange(-1), help="Data-loading processes [default: by machine].")
+@click.option("--download/--no-download", default=True, show_default=True,
+              help="Fetch MNIST from the public mirrors (checksums verified) when it is not in the data folder.")
+@click.option("--resume", is_flag=True, help="Continue from OUT_DIR/checkpoint.pt with its saved settings.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@library_errors
+def train(data_dir, extra_data, out_dir, epochs, batch_size, lr, device, seed, limit, test_limit, workers, download, resume,
+          quiet):
+    """Train the digit CNN on MNIST redrawn as scanned form crops, and export it to ONNX.
+
+    \b
+    Writes into OUT_DIR: checkpoint.pt, formdigits.onnx, metrics.json,
+    curves.png (training curves) and confusion.png (MNIST test set).
+    """
+    _need_torch("train")
+    from .train.loop import TrainConfig, train as run
+
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed, limit=limit,
+                         test_limit=test_limit, workers=workers)
+    metrics = run(out_dir, data_dir, extra_data, config, resume=resume, download=download, progress=not quiet)
+    click.echo(
+        f"test accuracy {metrics['test_accuracy']:.2%} on {metrics['test_n']} MNIST test digits; "
+        f"non-digits rejected {metrics['nondigit_rejected']:.1%}; model: {out_dir}/formdigits.onnx",
+        err=True,
+    )
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", default="formdigits.onnx", show_default=True, type=click.Path(dir_okay=False),
+              help="ONNX file to write.")
+@library_errors
+def export(checkpoint, output):
+    """Export a training CHECKPOINT to an ONNX model the scanner can use.
+
+    The model's metadata carries its labels, preprocessing parameters and the
+    metrics.json found beside the checkpoint.
+    """
+    _need_torch("export")
+    from .train.export import export_checkpoint
+
+    export_checkpoint(checkpoint, output)
+    click.echo(f"wrote {output}", err=True)
+
+
+@main.command()
+@click.option("--model", type=click.Path(dir_okay=False), help="ONNX model [default: the shipped model].")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Folder with the MNIST IDX files [default: $FORMDIGITS_MNIST_DIR or the cache folder].")
+@click.option("--limit", default=0, type=click.IntRange(0), help="Use the first N test digits only.")
+@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@library_errors
+def evaluate(model, data_dir, limit, device, as_json):
+    """Accuracy of an exported ONNX model, run by ONNX Runtime, on the MNIST test set.
+
+    Also reports how many generated non-digit crops (letters, ticks, specks,
+    box-line remnants) the model rejects.
+    """
+    from .evaluate import evaluate as run
+
+    r = run(model, data_dir, limit=limit, device=device)
+    if as_json:
+        click.echo(json.dumps(r))
+        return
+    click.echo(f"model     {r['model']} ({r['device']})")
+    click.echo(f"accuracy  {r['accuracy']:.2%}  ({r['errors']} errors in {r['n']} MNIST test digits"
+               f", {r.get('rejected_digits', 0)} of them answered 'reject')")
+    click.echo("per class " + "  ".join(f"{d}:{a:.2%}" for d, a in r["per_class_accuracy"].items()))
+    click.echo("confusion (rows: true digit, columns: " + " ".join(r["labels"]) + ")")
+    for d, row in enumerate(r["confusion"]):
+        click.echo(f"  {d}  " + " ".join(f"{v:5d}" for v in row))
+    nd = r.get("nondigit")
+    if nd:
+        click.echo(f"non-digits {nd['n']} crops: {nd['rejected']:.1%} rejected, "
+                   f"{nd['digit_confidence_ge_0.9']:.2%} read as a digit with confidence >= 0.9")
+    click.echo(f"speed     {r['inference_digits_per_s']:.0f} digits/s inference, "
+               f"{r['preprocess_digits_per_s']:.0f} digits/s preprocessing")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Digit crop -> network input: the ONE function shared by training and scanning.
+
+A crop is a 2-D ``uint8`` *ink* image: 0 is paper, 255 is full ink (MNIST's
+convention; the scanner inverts and cleans its page images into this form).
+:func:`preprocess` normalises it the way MNIST was built: contrast stretched,
+cut to the ink's bounding box, scaled (aspect kept) so that its longer side is
+``box`` pixels, and placed in a ``size`` x ``size`` square with its centre of
+mass at the centre. The parameters travel in the ONNX model's metadata, so the
+scanner always prepares crops exactly as the model was trained.
+"""
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PreprocessParams:
+    size: int = 28  # side of the square network input, pixels
+    box: int = 20  # longer side of the ink's bounding box after scaling
+    threshold: int = 64  # ink level (0-255, after contrast stretch) that counts as ink
+    min_ink: int = 32  # a crop whose darkest ink is fainter than this is blank
+
+    def to_dict(self):
+        return asdict(self)
+
+
+DEFAULT_PARAMS = PreprocessParams()
+
+
+def preprocess(crop, params=DEFAULT_PARAMS):
+    """Return the ``(size, size)`` float32 network input in [0, 1] for one ink crop.
+
+    A blank crop (no pixel reaches ``params.min_ink``) gives an all-zero input.
+    """
+    if not isinstance(crop, np.ndarray) or crop.ndim != 2:
+        raise ValueError(f"crop must be a 2-D array, got {getattr(crop, 'shape', type(crop))}")
+    if crop.dtype != np.uint8:
+        raise ValueError(f"crop must be uint8 ink (0 paper, 255 ink), got dtype {crop.dtype}")
+    size, box = params.size, params.box
+    out = np.zeros((size, size), np.float32)
+    peak = int(crop.max()) if crop.size else 0
+    if peak < params.min_ink:
+        return out
+    if peak < 255:
+        crop = cv2.convertScaleAbs(crop, alpha=255.0 / peak)
+    x, y, w, h = cv2.boundingRect((crop >= params.threshold).view(np.uint8))
+    if w == 0 or h == 0:
+        return out
+    scale = box / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    digit = cv2.resize(crop[y : y + h, x : x + w], (nw, nh), interpolation=interp)
+    m = cv2.moments(digit)
+    if m["m00"] <= 0:
+        return out
+    cx, cy = m["m10"] / m["m00"], m["m01"] / m["m00"]
+    # Put the centre of mass at the centre, as MNIST does; clamp so the box stays inside.
+    dx = min(max(round(size / 2 - cx), 0), size - nw)
+    dy = min(max(round(size / 2 - cy), 0), size - nh)
+    out[dy : dy + nh, dx : dx + nw] = digit * np.float32(1 / 255)
+    return out
+
+
+def preprocess_batch(crops, params=DEFAULT_PARAMS):
+    """Stack crops into the ``(N, 1, size, size)`` float32 batch the network takes."""
+    batch = np.zeros((len(crops), 1, params.size, params.size), np.float32)
+    for i, crop in enumerate(crops):
+        batch[i, 0] = preprocess(crop, params)
+    return batch

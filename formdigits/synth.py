@@ -1,0 +1,373 @@
+"""Synthetic scanned forms with known answers, made from MNIST *test* digits.
+
+A page is drawn in millimetres and rendered at the chosen dpi: a printed title,
+rows of printed labels with digit fields beside them, and handwritten digits
+(MNIST test digits scaled smoothly to pen size) in them. Two field kinds:
+
+* comb: a row of adjacent cells, one digit per cell, separators full or half
+  height, amounts often right-aligned (leading cells empty);
+* open: one box with several digits, some touching or overlapping.
+
+Then the scanner's view: rotation, scale and shift, paper tone, noise, blur,
+JPEG, bitonal. Every random choice comes from one seed. The truth for each
+field is its box in page pixels (axis-aligned bounding box after rotation),
+its kind and its value.
+"""
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+LINE_COLOURS = {"black": (30, 30, 30), "red": (130, 130, 240), "blue": (235, 190, 140), "grey": (165, 165, 165)}
+INK_COLOURS = {"black": (35, 35, 40), "blue": (150, 60, 25)}  # BGR
+LABELS = ("Account", "Amount", "Qty", "Year", "Code", "Ref.", "Total", "Postcode", "Meter", "Mark", "Units", "ID")
+TRUTH_COLUMNS = ("file", "page", "field", "x", "y", "w", "h", "value", "kind", "cells")
+
+
+@dataclass
+class PageStyle:
+    """The realism knobs; each ``*_max`` is the bound of a uniform random draw."""
+
+    width_mm: float = 210.0
+    height_mm: float = 297.0
+    dpi: int = 300
+    rotation_max: float = 0.0  # degrees, either way
+    scale_max: float = 0.0  # relative, e.g. 0.03 for +-3 %
+    shift_max_mm: float = 0.0
+    line_colour: str = "black"  # black, red, blue, grey or "random"
+    ink: str = "random"  # black, blue or random
+    half_height_prob: float = 0.3  # comb fields with half-height separators
+    comb_prob: float = 0.6
+    empty_prob: float = 0.08
+    right_align_prob: float = 0.5
+    touch_prob: float = 0.08  # a digit touching or crossing its box line
+    overlap_prob: float = 0.25  # open-field neighbours touching or overlapping
+    frame_prob: float = 0.5  # an outer frame around the fields, as tables have
+    paper: str = "random"  # white, grey, yellow or random
+    noise_max: float = 6.0  # sigma of sensor noise, grey levels
+    blur_max: float = 0.8  # sigma of the scanner's blur, pixels at 300 dpi
+    jpeg_quality: int = 0  # 0: no JPEG round trip
+    bitonal: bool = False  # fax-like black and white
+
+
+@dataclass
+class TruthField:
+    kind: str  # "comb" or "open"
+    x: int
+    y: int
+    w: int
+    h: int
+    value: str
+    cells: int = 0  # comb fields: number of cells
+    corners: list = field(default_factory=list, repr=False)
+
+
+@dataclass
+class Page:
+    image: np.ndarray  # BGR uint8, or 2-D uint8 when bitonal
+    fields: list
+    dpi: int
+
+
+class DigitSource:
+    """Draw MNIST test digits of a wanted value, in a reproducible order."""
+
+    def __init__(self, images, labels):
+        self.images = images
+        self.by_digit = [np.flatnonzero(labels == d) for d in range(10)]
+
+    def draw(self, digit, rng):
+        idx = self.by_digit[digit]
+        img = self.images[idx[rng.integers(len(idx))]]
+        ys, xs = np.nonzero(img > 30)
+        return img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
+def _pen(digit, height, rng):
+    """A digit scaled smoothly to ``height`` px as ink coverage in [0, 1]."""
+    h, w = digit.shape
+    f = height / h
+    w2 = max(2, round(w * f * rng.uniform(0.9, 1.1)))
+    img = cv2.resize(digit, (w2, max(2, round(height))), interpolation=cv2.INTER_CUBIC)
+    if rng.random() < 0.3:  # pen width
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+        img = cv2.dilate(img, k) if rng.random() < 0.6 else cv2.erode(img, k)
+    a = np.deg2rad(rng.uniform(-8, 8))
+    m = cv2.getRotationMatrix2D((w2 / 2, height / 2), np.rad2deg(a), 1.0)
+    pad = int(0.2 * height)
+    m[:, 2] += pad
+    img = cv2.warpAffine(img, m, (w2 + 2 * pad, round(height) + 2 * pad), flags=cv2.INTER_LINEAR)
+    return img.astype(np.float32) / 255
+
+
+def _stamp(page, alpha, x, y, colour):
+    """Composite ink coverage ``alpha`` with its top-left at (x, y), clipped to the page."""
+    h, w = alpha.shape
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(page.shape[1], x + w), min(page.shape[0], y + h)
+    if x1 <= x0 or y1 <= y0:
+        return
+    a = alpha[y0 - y : y1 - y, x0 - x : x1 - x, None]
+    roi = page[y0:y1, x0:x1].astype(np.float32)
+    page[y0:y1, x0:x1] = (roi * (1 - a) + np.float32(colour) * a).astype(np.uint8)
+
+
+def _value(rng, n):
+    return "".join(str(d) for d in rng.integers(0, 10, n))
+
+
+class _Drawer:
+    def __init__(self, style, rng, digits):
+        self.s, self.rng, self.digits = style, rng, digits
+        self.mm = style.dpi / 25.4
+        self.lw = max(1, round(0.25 * self.mm))  # printed line width
+        pick = lambda v, opts: opts[rng.integers(len(opts))] if v == "random" else v  # noqa: E731
+        self.line = LINE_COLOURS[pick(style.line_colour, list(LINE_COLOURS))]
+        self.ink = INK_COLOURS[pick(style.ink, list(INK_COLOURS))]
+        paper = pick(style.paper, ["white", "grey", "yellow"])
+        self.paper = {"white": (250, 250, 250), "grey": (225, 225, 225), "yellow": (205, 238, 248)}[paper]
+        self.page = np.empty((round(style.height_mm * self.mm), round(style.width_mm * self.mm), 3), np.uint8)
+        self.page[:] = self.paper
+
+    def px(self, mm):
+        return int(round(mm * self.mm))
+
+    def text(self, s, x_mm, y_mm, height_mm):
+        scale = height_mm * self.mm / 22  # Hershey simplex capitals are ~22 px at scale 1
+        thick = max(1, round(scale * 1.6))
+        cv2.putText(self.page, s, (self.px(x_mm), self.px(y_mm)), cv2.FONT_HERSHEY_SIMPLEX, scale, (40, 40, 40), thick,
+                    cv2.LINE_AA)  # fmt: skip
+        return cv2.getTextSize(s, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0][0] / self.mm
+
+    def rect(self, x0, y0, x1, y1):
+        cv2.rectangle(self.page, (x0, y0), (x1, y1), self.line, self.lw)
+
+    def write(self, digit, cx, cy, height):
+        """Handwrite one digit centred near (cx, cy) px, ``height`` px tall."""
+        alpha = _pen(self.digits.draw(digit, self.rng), height, self.rng)
+        h, w = alpha.shape
+        _stamp(self.page, alpha, int(cx - w / 2), int(cy - h / 2), self.ink)
+        return w - 0.4 * height  # visible ink width (the pad is 0.2 * height each side)
+
+    def comb(self, x_mm, y_mm, n, cell_w_mm, cell_h_mm):
+        rng, s = self.rng, self.s
+        x0, y0 = self.px(x_mm), self.px(y_mm)
+        cw, ch = cell_w_mm * self.mm, self.px(cell_h_mm)
+        x1 = x0 + round(n * cw)
+        self.rect(x0, y0, x1, y0 + ch)
+        half = rng.random() < s.half_height_prob
+        for i in range(1, n):
+            xi = x0 + round(i * cw)
+            cv2.line(self.page, (xi, y0 + ch - (ch // 3 if half else ch)), (xi, y0 + ch), self.line, self.lw)
+        value = "" if rng.random() < s.empty_prob else _value(rng, int(rng.integers(1, n + 1)))
+        first = n - len(value) if rng.random() < s.right_align_prob else 0
+        for i, ch_ in enumerate(value):
+            cx = x0 + (first + i + 0.5) * cw + rng.uniform(-0.08, 0.08) * cw
+            cy = y0 + ch * rng.uniform(0.45, 0.58)
+            height = ch * rng.uniform(0.55, 0.78)
+            if rng.random() < s.touch_prob:  # touching or crossing the bottom or a side line
+                if rng.random() < 0.5:
+                    cy += ch * rng.uniform(0.12, 0.25)
+                else:
+                    cx += cw * rng.choice([-1, 1]) * rng.uniform(0.12, 0.22)
+            self.write(int(ch_), cx, cy, height)
+        return TruthField("comb", x0, y0, x1 - x0 + 1, ch + 1, value, n)
+
+    def open(self, x_mm, y_mm, k, w_mm, h_mm):
+        rng, s = self.rng, self.s
+        x0, y0, x1, y1 = self.px(x_mm), self.px(y_mm), self.px(x_mm + w_mm), self.px(y_mm + h_mm)
+        self.rect(x0, y0, x1, y1)
+        value = "" if rng.random() < s.empty_prob else _value(rng, k)
+        height = (y1 - y0) * rng.uniform(0.55, 0.72)
+        x = x0 + self.px(rng.uniform(2, 5))
+        for ch_ in value:
+            gap = rng.uniform(-0.12, 0.05) if rng.random() < s.overlap_prob else rng.uniform(0.1, 0.35)
+            # the digit's ink centre goes half its own width after x
+            w_est = 0.6 * height
+            cx = x + w_est / 2
+            cy = (y0 + y1) / 2 + rng.uniform(-0.06, 0.06) * (y1 - y0)
+            ink_w = self.write(int(ch_), cx, cy, height)
+            x = cx + max(ink_w, 0.2 * height) / 2 + gap * height
+        return TruthField("open", x0, y0, x1 - x0 + 1, y1 - y0 + 1, value, 0)
+
+
+def make_page(digits, rng, style=PageStyle()):
+    """Draw one form page; returns a :class:`Page` with its truth fields."""
+    d = _Drawer(style, rng, digits)
+    margin = 12.0
+    d.text(f"FORM {int(rng.integers(100, 999))}-{rng.choice(['A', 'B', 'C'])}  RETURN OF FIGURES", margin,
+           margin + 7, 6.0)  # fmt: skip
+    d.text("Write one digit per box, in black or blue ink.", margin, margin + 15, 3.2)
+    fields = []
+    y = margin + 24.0
+    top = y
+    while True:
+        row_h = float(rng.uniform(8, 11))
+        if y + row_h > style.height_mm - margin - 4:
+            break
+        x = margin + 2
+        n_fields = int(rng.integers(1, 4)) if style.width_mm >= 150 else 1
+        for _ in range(n_fields):
+            label = LABELS[rng.integers(len(LABELS))]
+            x += d.text(label, x, y + row_h * 0.7, 3.5) + 3
+            if rng.random() < style.comb_prob:
+                n = int(rng.integers(3, 9))
+                cell_w = float(rng.uniform(6, 8))
+                if x + n * cell_w > style.width_mm - margin - 2:
+                    break
+                fields.append(d.comb(x, y, n, cell_w, row_h))
+                x += n * cell_w + 10
+            else:
+                k = int(rng.integers(2, 6))
+                w = k * row_h * 0.62 + rng.uniform(6, 12)
+                if x + w > style.width_mm - margin - 2:
+                    break
+                fields.append(d.open(x, y, k, w, row_h))
+                x += w + 10
+        y += row_h + float(rng.uniform(4, 8))
+    if fields and rng.random() < style.frame_prob:
+        d.rect(d.px(margin - 4), d.px(top - 4), d.px(style.width_mm - margin + 4), d.px(y - 2))
+    return Page(*_scan(d.page, fields, d, rng, style), style.dpi)
+
+
+def _scan(page, fields, d, rng, style):
+    """Rotate/scale/shift as a scanner would, then paper, noise, blur, JPEG, bitonal."""
+    h, w = page.shape[:2]
+    angle = rng.uniform(-style.rotation_max, style.rotation_max)
+    scale = 1 + rng.uniform(-style.scale_max, style.scale_max)
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+    m[:, 2] += rng.uniform(-1, 1, 2) * style.shift_max_mm * d.mm
+    if angle or scale != 1 or style.shift_max_mm:
+        page = cv2.warpAffine(page, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=d.paper)
+    for f in fields:
+        corners = np.array([[f.x, f.y], [f.x + f.w - 1, f.y], [f.x + f.w - 1, f.y + f.h - 1], [f.x, f.y + f.h - 1]], float)
+        moved = corners @ m[:, :2].T + m[:, 2]
+        f.corners = moved.round(1).tolist()
+        x0, y0 = np.floor(moved.min(0)).astype(int)
+        x1, y1 = np.ceil(moved.max(0)).astype(int)
+        f.x, f.y, f.w, f.h = int(x0), int(y0), int(x1 - x0 + 1), int(y1 - y0 + 1)
+    blur = rng.uniform(0, style.blur_max) * style.dpi / 300
+    if blur > 0.2:
+        page = cv2.GaussianBlur(page, (0, 0), blur)
+    sigma = rng.uniform(0, style.noise_max)
+    if sigma > 0:
+        noise = np.empty(page.shape[:2], np.int16)
+        cv2.randn(noise, 0, sigma)
+        page = cv2.add(page, cv2.merge([noise] * 3), dtype=cv2.CV_8U) if False else np.clip(
+            page.astype(np.int16) + noise[..., None], 0, 255).astype(np.uint8)  # fmt: skip
+    if style.bitonal:
+        gray = cv2.cvtColor(page, cv2.COLOR_BGR2GRAY)
+        page = np.where(gray < 150, 0, 255).astype(np.uint8)
+    elif style.jpeg_quality:
+        ok, buf = cv2.imencode(".jpg", page, [cv2.IMWRITE_JPEG_QUALITY, style.jpeg_quality])
+        page = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return page, fields
+
+
+# --- writing pages and truth --------------------------------------------------------------
+
+
+def save_pages(pages, path):
+    """Write pages to ``path``; .png/.jpg/.bmp take one page, .tif/.tiff and .pdf take many."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".png", ".jpg", ".jpeg", ".bmp"):
+        if len(pages) != 1:
+            raise ValueError(f"{path}: {suffix} holds one page, got {len(pages)}")
+        params = [cv2.IMWRITE_PNG_BILEVEL, 1] if suffix == ".png" and pages[0].image.ndim == 2 else []
+        if suffix in (".jpg", ".jpeg"):
+            params = [cv2.IMWRITE_JPEG_QUALITY, 90]
+        if not cv2.imwrite(str(path), pages[0].image, params):
+            raise OSError(f"{path}: could not write image")
+    elif suffix in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffWriter(path) as tif:
+            for p in pages:
+                img = p.image > 127 if p.image.ndim == 2 else cv2.cvtColor(p.image, cv2.COLOR_BGR2RGB)
+                tif.write(img, photometric="minisblack" if img.ndim == 2 else "rgb", compression="zlib",
+                          resolution=(p.dpi, p.dpi), resolutionunit="INCH")  # fmt: skip
+    elif suffix == ".pdf":
+        _save_pdf(pages, path)
+    else:
+        raise ValueError(f"{path}: unsupported output format {suffix!r}")
+
+
+def _save_pdf(pages, path):
+    """A scanned-style PDF: each page one JPEG image at its dpi (via pypdfium2)."""
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument.new()
+    for p in pages:
+        h, w = p.image.shape[:2]
+        w_pt, h_pt = w * 72 / p.dpi, h * 72 / p.dpi
+        page = pdf.new_page(w_pt, h_pt)
+        ok, buf = cv2.imencode(".jpg", p.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        image = pdfium.PdfImage.new(pdf)
+        image.load_jpeg(io.BytesIO(buf.tobytes()), inline=True)
+        image.set_matrix(pdfium.PdfMatrix().scale(w_pt, h_pt))
+        page.insert_obj(image)
+        page.gen_content()
+    pdf.save(str(path))
+
+
+def truth_rows(file, pages):
+    for page_no, p in enumerate(pages, 1):
+        for i, f in enumerate(p.fields, 1):
+            yield {"file": file, "page": page_no, "field": i, "x": f.x, "y": f.y, "w": f.w, "h": f.h,
+                   "value": f.value, "kind": f.kind, "cells": f.cells}  # fmt: skip
+
+
+def write_truth(rows, path):
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, TRUTH_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_truth(path):
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+STYLE_PRESETS = {
+    "clean": PageStyle(noise_max=2, blur_max=0.3),
+    "realistic": PageStyle(rotation_max=3, scale_max=0.02, shift_max_mm=4, line_colour="random", jpeg_quality=80),
+    "skewed": PageStyle(rotation_max=5, scale_max=0.03, shift_max_mm=6, line_colour="random"),
+    "fax": PageStyle(dpi=200, rotation_max=2, bitonal=True, ink="black", line_colour="black", paper="white"),
+}
+
+
+def generate(out_dir, n_pages, seed=0, digits=None, style="realistic", formats=("png",), pages_per_file=1, **overrides):
+    """Write ``n_pages`` pages into ``out_dir`` plus ``truth.csv``; returns the truth rows.
+
+    ``formats`` cycles over the files written (png, jpg, tif, pdf, bmp);
+    multi-page formats hold ``pages_per_file`` pages each.
+    """
+    base = STYLE_PRESETS[style] if isinstance(style, str) else style
+    style = replace(base, **overrides)
+    if digits is None:
+        from .mnist import load_mnist
+
+        digits = DigitSource(*load_mnist("test"))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows, made, i = [], 0, 0
+    while made < n_pages:
+        fmt = formats[i % len(formats)]
+        count = min(pages_per_file if fmt in ("tif", "tiff", "pdf") else 1, n_pages - made)
+        pages = [make_page(digits, rng, style) for _ in range(count)]
+        name = f"page{i + 1:04d}.{fmt}"
+        save_pages(pages, out_dir / name)
+        rows.extend(truth_rows(name, pages))
+        made += count
+        i += 1
+    write_truth(rows, out_dir / "truth.csv")
+    (out_dir / "style.json").write_text(json.dumps({"seed": seed, **asdict(style)}, indent=1) + "\n")
+    return rows

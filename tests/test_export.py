@@ -1,0 +1,98 @@
+"""Model export: ONNX Runtime must agree with PyTorch; bad models are refused clearly."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from formdigits.classifier import LABELS, Classifier
+from formdigits.errors import ModelError
+from formdigits.train.export import export_model, load_checkpoint
+from formdigits.train.model import DigitNet, ModelConfig
+
+
+@pytest.fixture(scope="module")
+def model_and_onnx(tmp_path_factory):
+    torch.manual_seed(0)
+    model = DigitNet(ModelConfig())
+    # non-trivial BatchNorm statistics, as after training
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    model.eval()
+    path = tmp_path_factory.mktemp("model") / "m.onnx"
+    export_model(model, path, metrics={"test_accuracy": 0.5, "history": [1, 2]})
+    return model, path
+
+
+@pytest.mark.parametrize("n", [1, 7, 256])
+def test_onnx_runtime_matches_pytorch(model_and_onnx, n):
+    model, path = model_and_onnx
+    x = torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(n))
+    with torch.no_grad():
+        expected = model(x).softmax(1).numpy()
+    got = Classifier(path, device="cpu").predict(x.numpy())
+    assert got.shape == (n, len(LABELS))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
+
+
+def test_metadata_carries_the_contract(model_and_onnx):
+    _, path = model_and_onnx
+    proto = onnx.load(str(path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["labels"]) == list(LABELS)
+    assert json.loads(meta["preprocess"]) == {"size": 28, "box": 20, "threshold": 64, "min_ink": 32}
+    assert json.loads(meta["metrics"]) == {"test_accuracy": 0.5}  # history/confusion left out
+    assert json.loads(meta["model_config"])["channels"] == [32, 64, 96, 128]
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch axis
+    clf = Classifier(path, device="cpu")
+    assert clf.labels == LABELS and clf.params.box == 20 and clf.metrics["test_accuracy"] == 0.5
+
+
+def test_model_without_formdigits_metadata_is_refused(model_and_onnx, tmp_path):
+    _, path = model_and_onnx
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(proto, str(bare))
+    with pytest.raises(ModelError, match="bare.onnx: not a formdigits model"):
+        Classifier(bare)
+
+
+def test_model_with_the_wrong_output_shape_is_refused(tmp_path):
+    model = DigitNet(ModelConfig(num_classes=10)).eval()
+    path = tmp_path / "ten.onnx"
+    export_model(model, path)  # claims 11 labels but has 10 outputs
+    with pytest.raises(ModelError, match=r"ten.onnx: expected one output 'probabilities' of shape \[N, 11\]"):
+        Classifier(path)
+
+
+def test_non_onnx_file_is_refused(tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("this is not a model")
+    with pytest.raises(ModelError, match="junk.onnx: not a usable ONNX model"):
+        Classifier(junk)
+    with pytest.raises(ModelError, match="nope.onnx: model file not found"):
+        Classifier(tmp_path / "nope.onnx")
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+    other = tmp_path / "other.pt"
+    torch.save({"model_config": {"channels": [8, 8, 8, 8]}, "model": DigitNet(ModelConfig()).state_dict()}, other)
+    with pytest.raises(ModelError, match="other.pt: checkpoint does not match the DigitNet architecture"):
+        load_checkpoint(other)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ModelError, match="foreign.pt: not a formdigits checkpoint"):
+        load_checkpoint(foreign)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00" * 100)
+    with pytest.raises(ModelError, match="garbage.pt: not a formdigits checkpoint"):
+        load_checkpoint(garbage)
