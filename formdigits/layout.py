@@ -1,0 +1,214 @@
+"""Find the digit fields on a page: deskew, boxes, comb cells, reading order.
+
+Everything works on *darkness* (0 paper .. 255 black, relative to the page's own
+paper tone) and sizes itself from the page, not from an assumed dpi:
+
+1. deskew: the angle of the page's rectangles (``minAreaRect`` of the outlines
+   whose filled area is rectangular), so it follows the form's own lines;
+2. boxes: connected components of the line-and-ink mask whose four sides are
+   straight lines (a comb's separators and digits that touch its lines belong
+   to the same component); the page border and frames around other boxes are
+   dropped;
+3. combs: separators are short vertical runs rising from the bottom line at
+   regular spacing (full or half height); otherwise the box is an open field;
+4. reading order: rows top to bottom, left to right within a row.
+"""
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+MASK_LEVEL = 30  # darkness (after a 3x3 blur) that counts as printed line or ink
+MIN_BOX_PX = 12  # smaller outlines are specks, not boxes
+SIDE_COVERAGE = 0.88  # share of each side a box outline must cover
+
+
+@dataclass
+class Box:
+    x: int  # in deskewed page pixels
+    y: int
+    w: int
+    h: int
+    kind: str = "open"  # "comb" or "open"
+    cells: list = field(default_factory=list)  # comb: [(x0, x1), ...] in page pixels
+    line: int = 1  # line thickness, px
+
+
+@dataclass
+class Layout:
+    darkness: np.ndarray  # deskewed, uint8
+    matrix: np.ndarray  # 2x3 affine: original page -> deskewed page
+    angle: float  # degrees the page was turned to deskew it
+    boxes: list  # Box, in reading order
+    line_darkness: int  # typical darkness of the box lines (low for dropout colours)
+
+    def original_box(self, box):
+        """(x, y, w, h) of a box in the original page's pixels (bounding box of its corners)."""
+        inv = cv2.invertAffineTransform(self.matrix)
+        c = np.array([[box.x, box.y], [box.x + box.w - 1, box.y], [box.x, box.y + box.h - 1],
+                      [box.x + box.w - 1, box.y + box.h - 1]], np.float64) @ inv[:, :2].T + inv[:, 2]  # fmt: skip
+        x0, y0 = np.floor(c.min(0) + 0.5).astype(int)
+        x1, y1 = np.floor(c.max(0) + 0.5).astype(int)
+        return int(x0), int(y0), int(x1 - x0 + 1), int(y1 - y0 + 1)
+
+
+def darkness(gray):
+    """Darkness relative to the paper: 0 for paper (the page's median tone), up to 255."""
+    if gray.ndim != 2 or gray.dtype != np.uint8:
+        raise ValueError(f"page must be 2-D uint8 grayscale, got {gray.shape} {gray.dtype}")
+    hist = cv2.calcHist([gray], [0], None, [256], [0, 256]).ravel()
+    paper = int(np.searchsorted(np.cumsum(hist), gray.size / 2))
+    return cv2.subtract(np.full_like(gray, paper), gray)
+
+
+def line_mask(dark):
+    return (cv2.blur(dark, (3, 3)) >= MASK_LEVEL).view(np.uint8)
+
+
+def estimate_skew(mask):
+    """Skew in degrees from the page's rectangular outlines (0 when there are none)."""
+    h, w = mask.shape
+    min_side = max(MIN_BOX_PX, 0.01 * min(h, w))
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    angles, weights = [], []
+    for c in contours:
+        x, y, bw, bh = cv2.boundingRect(c)
+        if bw < min_side or bh < min_side or x == 0 or y == 0 or x + bw >= w or y + bh >= h:
+            continue
+        (_, _), (rw, rh), a = cv2.minAreaRect(c)
+        if min(rw, rh) < min_side or cv2.contourArea(c) < 0.9 * rw * rh:
+            continue
+        angles.append((a + 45) % 90 - 45)  # the deviation from the nearest axis
+        weights.append(rw + rh)
+    if not angles:
+        return 0.0
+    order = np.argsort(angles)
+    cum = np.cumsum(np.asarray(weights)[order])
+    return float(np.asarray(angles)[order][np.searchsorted(cum, cum[-1] / 2)])
+
+
+def _box_edges(roi):
+    """(top, bottom, left, right) of a rectangle outline in a component, or None.
+
+    Edges are the outermost rows and columns that are dark almost all the way
+    across, so digits crossing a line do not move them; a 5 px dilation along
+    the other axis tolerates what little skew is left.
+    """
+    u8 = roi.view(np.uint8)
+    rows = np.flatnonzero(cv2.dilate(u8, np.ones((5, 1), np.uint8)).mean(1) >= SIDE_COVERAGE)
+    if rows.size == 0 or rows[-1] - rows[0] < MIN_BOX_PX:
+        return None
+    top, bottom = int(rows[0]) + 2, int(rows[-1]) - 2
+    cols = np.flatnonzero(cv2.dilate(u8[top : bottom + 1], np.ones((1, 5), np.uint8)).mean(0) >= SIDE_COVERAGE)
+    if cols.size == 0 or cols[-1] - cols[0] < MIN_BOX_PX:
+        return None
+    left, right = int(cols[0]) + 2, int(cols[-1]) - 2
+    inner = roi[top + 3 : bottom - 2, left + 3 : right - 2]
+    if inner.size == 0 or inner.mean() > 0.5:
+        return None  # a solid blob, not an outline
+    return top, bottom, left, right
+
+
+def _thickness(roi):
+    """Line thickness: rows of the top band that are mostly dark."""
+    band = roi[: max(2, roi.shape[0] // 4)]
+    return max(1, int((band.mean(1) > 0.6).sum()))
+
+
+def _comb_cells(roi, line):
+    """Cell x-ranges (relative to the box) if the box is a comb, else []."""
+    h, w = roi.shape
+    run = max(3, round(0.22 * h))
+    bottom = h - line - 1
+    band = cv2.dilate(roi[bottom - run : bottom].view(np.uint8), np.ones((1, 3), np.uint8)) > 0
+    cols = band.all(0)
+    cols[: line + 3] = cols[w - line - 3 :] = False
+    idx = np.flatnonzero(cols)
+    if idx.size == 0:
+        return []
+    groups = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1)
+    centres = np.array([g.mean() for g in groups])
+    left, right = (line - 1) / 2, w - 1 - (line - 1) / 2
+    best = []
+    for n in range(2, int((right - left) / (0.3 * h)) + 1):
+        cw = (right - left) / n
+        expected = left + cw * np.arange(1, n)
+        nearest = np.abs(centres[None, :] - expected[:, None]).min(1)
+        if (nearest <= max(2.0, 0.12 * cw)).all():
+            best = [centres[np.abs(centres - e).argmin()] for e in expected]
+    if not best:
+        return []
+    if len(best) == 1:  # two cells: accept only a thin, straight, full-height separator
+        c = int(round(best[0]))
+        counts = roi[line + 1 : h - line - 1, max(0, c - line - 3) : c + line + 4].sum(1)
+        if (counts > 0).mean() < 0.95 or np.median(counts) > line + 2:
+            return []
+    edges = [left] + best + [right]
+    return [(int(round(a)), int(round(b))) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def find_boxes(dark):
+    """Boxes on a deskewed darkness image, in reading order, and the lines' typical darkness."""
+    mask = line_mask(dark)
+    H, W = mask.shape
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    found = []
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        if w < MIN_BOX_PX or h < MIN_BOX_PX or area > 0.6 * w * h:
+            continue
+        if x == 0 or y == 0 or x + w >= W or y + h >= H or (w > 0.9 * W and h > 0.9 * H):
+            continue  # the page border or the scanner's edge
+        roi = labels[y : y + h, x : x + w] == i
+        edges = _box_edges(roi)
+        if edges is not None:
+            t, b, l, r = edges
+            roi = roi[t : b + 1, l : r + 1]
+            found.append((Box(int(x + l), int(y + t), r - l + 1, b - t + 1, line=_thickness(roi)), roi))
+    # fields are similar in height: much smaller outlines are shapes inside digits or print
+    if found:
+        tall = np.median([b.h for b, _ in found])
+        found = [(b, roi) for b, roi in found if b.h >= 0.45 * tall]
+    # frames: boxes that hold other boxes
+    inner = [
+        (b, roi) for b, roi in found
+        if not any(o is not b and o.x >= b.x and o.y >= b.y and o.x + o.w <= b.x + b.w and o.y + o.h <= b.y + b.h
+                   for o, _ in found)
+    ]  # fmt: skip
+    boxes, line_levels = [], []
+    for b, roi in inner:
+        cells = _comb_cells(roi, b.line)
+        if cells:
+            b.kind, b.cells = "comb", [(b.x + c0, b.x + c1) for c0, c1 in cells]
+        top = dark[b.y : b.y + b.line, b.x : b.x + b.w]
+        line_levels.append(int(np.median(top)))
+        boxes.append(b)
+    level = int(np.median(line_levels)) if line_levels else 255
+    return reading_order(boxes), level
+
+
+def reading_order(boxes):
+    """Rows top to bottom (a box whose centre lies within a row's span joins it), left to right."""
+    rows = []
+    for b in sorted(boxes, key=lambda b: b.y):
+        cy = b.y + b.h / 2
+        for row in rows:
+            if row[0] <= cy <= row[1]:
+                row[2].append(b)
+                break
+        else:
+            rows.append([b.y, b.y + b.h, [b]])
+    return [b for row in rows for b in sorted(row[2], key=lambda b: b.x)]
+
+
+def analyze(gray):
+    """Deskew a grayscale page and find its boxes."""
+    dark = darkness(gray)
+    angle = estimate_skew(line_mask(dark))
+    h, w = dark.shape
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    if abs(angle) >= 0.05:
+        dark = cv2.warpAffine(dark, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    boxes, level = find_boxes(dark)
+    return Layout(dark, matrix, angle, boxes, level)
