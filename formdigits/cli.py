@@ -42,10 +42,137 @@ def main():
     """Read handwritten digits from boxes on scanned forms into CSV.
 
     \b
+    Read forms (CSV on stdout, or -o FILE):
+      formdigits scan forms/*.png -o out.csv
+      find scans -name '*.tif' | formdigits scan - --format jsonl
+
+    \b
     Train and check the digit model:
       formdigits train --epochs 20                 # writes export/formdigits.onnx
       formdigits evaluate --model export/formdigits.onnx --json
     """
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-o", "--output", default="-", show_default=True, help="CSV/JSONL file to write, or - for stdout. "
+              "A file is written as OUTPUT.partial and renamed when the run completes.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+@click.option("-r", "--recursive", is_flag=True, help="Scan folders given as PATHS recursively.")
+@click.option("--model", type=click.Path(dir_okay=False), help="Exported ONNX model [default: the shipped model].")
+@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
+              help="auto: CUDA when onnxruntime-gpu and a GPU are present, else CPU.")
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1), help="Digits per inference batch.")
+@click.option("--min-confidence", default=0.9, show_default=True, type=click.FloatRange(0, 1),
+              help="Fields whose confidence (product of digit probabilities) is lower get status 'review'.")
+@click.option("--pdf-dpi", default=300, show_default=True, type=click.IntRange(50, 1200),
+              help="Resolution at which PDF pages are rendered.")
+@click.option("--debug-dir", type=click.Path(file_okay=False),
+              help="Write a picture per page with every field outlined, labelled and coloured by status.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, device line or summary.")
+@library_errors
+def scan(paths, output, fmt, recursive, model, device, batch_size, min_confidence, pdf_dpi, debug_dir, quiet):
+    """Read the handwritten digits in the boxes of scanned forms into CSV.
+
+    PATHS are image files (PNG, JPEG, BMP, TIFF incl. multi-page, PDF),
+    folders (their image files; -r for subfolders), or - to read paths from
+    stdin, one per line, taken literally.
+
+    \b
+    One row per field, in reading order:
+      file,page,field,x,y,w,h,value,confidence,digit_confidences,status,error
+    status is ok, review (check it by hand), empty or error (page unreadable).
+    Exit code 0 when every page was read, 1 when some page failed.
+    """
+    import time
+
+    from tqdm import tqdm
+
+    from .classifier import Classifier
+    from .debug import write_debug
+    from .output import open_output
+    from .pipeline import expand_paths, iter_scan
+
+    files = expand_paths(paths, recursive)
+    if not files:
+        raise click.UsageError("no image files found in the given PATHS")
+    clf = Classifier(model, device=device, batch_size=batch_size)
+    if not quiet:
+        click.echo(f"formdigits: {clf.path.name} on ONNX Runtime {clf.device.upper()} ({clf.provider})", err=True)
+    bar = tqdm(total=len(files), unit="page", disable=True if quiet else None, file=sys.stderr, dynamic_ncols=True)
+    seen_files = set()
+
+    def on_page(file, page):
+        if file in seen_files and bar.total is not None:
+            bar.total += 1  # a multi-page file: one file, several pages
+        seen_files.add(file)
+        bar.update()
+
+    start = time.perf_counter()
+    counts = {"ok": 0, "review": 0, "empty": 0, "error": 0}
+    pages, failed = 0, []
+    with open_output(output, fmt) as writer:
+        for work in iter_scan(files, classifier=clf, min_confidence=min_confidence, pdf_dpi=pdf_dpi,
+                              on_page=on_page, keep_images=bool(debug_dir)):  # fmt: skip
+            pages += 1
+            for row in work.rows:
+                writer.write(row)
+                counts[row.status] += 1
+            writer.flush()
+            if work.error:
+                failed.append(work.error)
+            elif debug_dir:
+                write_debug(debug_dir, work.file, work.page, work.image, work.rows)
+    bar.close()
+    if not quiet:
+        took = time.perf_counter() - start
+        fields = counts["ok"] + counts["review"] + counts["empty"]
+        click.echo(f"formdigits: {pages} pages, {fields} fields ({counts['ok']} ok, {counts['review']} review, "
+                   f"{counts['empty']} empty), {len(failed)} errors in {took:.1f} s ({pages / took:.1f} pages/s)",
+                   err=True)  # fmt: skip
+        for message in failed:
+            click.echo(f"  failed: {message}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("predictions", type=click.Path(exists=True, dir_okay=False))
+@click.argument("truth", type=click.Path(exists=True, dir_okay=False))
+@click.option("--reject", default="0,0.01,0.02,0.05,0.1", show_default=True,
+              help="Reject rates at which to report the field error, comma-separated fractions.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Draw the error-reject curve into this PNG.")
+@library_errors
+def score(predictions, truth, reject, as_json, plot):
+    """Score a scan's PREDICTIONS.csv against TRUTH.csv.
+
+    Fields are matched by position (a predicted box's centre inside a truth
+    box). Reports field accuracy, digit accuracy (edit distance), missed and
+    spurious fields, and the field error after rejecting the least confident
+    fields (the error-reject curve).
+    """
+    from .score import curve, plot_curve, read_rows, score as run
+
+    try:
+        rates = [float(r) for r in reject.split(",") if r.strip()]
+    except ValueError:
+        raise click.BadParameter(f"not a list of numbers: {reject!r}", param_hint="--reject") from None
+    if any(not 0 <= r <= 1 for r in rates):
+        raise click.BadParameter("reject rates are fractions between 0 and 1", param_hint="--reject")
+    pred_rows, truth_rows = read_rows(predictions), read_rows(truth)
+    r = run(pred_rows, truth_rows, rates)
+    if plot:
+        plot_curve(curve(pred_rows, truth_rows), plot)
+    if as_json:
+        click.echo(json.dumps(r))
+        return
+    click.echo(f"fields {r['fields']}: field accuracy {r['field_accuracy']:.2%}, digit accuracy "
+               f"{r['digit_accuracy']:.2%} ({r['digits']} digits)")
+    click.echo(f"missed {r['missed']}, spurious {r['spurious']}, review {r['review']} "
+               f"(error among fields not sent to review: {r['error_of_accepted']:.2%})")
+    click.echo("field error at reject rate: " + ", ".join(
+        f"{float(k):.0%}: {v:.2%}" for k, v in r["error_at_reject"].items()))
 
 
 @main.command()
