@@ -176,6 +176,38 @@ def score(predictions, truth, reject, as_json, plot):
 
 
 @main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("-n", "--pages", default=10, show_default=True, type=click.IntRange(1), help="Pages to make.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--style", type=click.Choice(["clean", "realistic", "skewed", "fax"]), default="realistic",
+              show_default=True, help="Preset of realism knobs (see formdigits.synth.STYLE_PRESETS).")
+@click.option("--formats", default="png", show_default=True,
+              help="Comma-separated file formats to cycle through: png, jpg, bmp, tif, pdf.")
+@click.option("--pages-per-file", default=1, show_default=True, type=click.IntRange(1),
+              help="Pages in each multi-page file (tif, pdf).")
+@click.option("--dpi", type=click.IntRange(72, 600), help="Override the style's resolution.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="MNIST folder [default: $FORMDIGITS_MNIST_DIR or cache].")
+@library_errors
+def synth(out_dir, pages, seed, style, formats, pages_per_file, dpi, data_dir):
+    """Make synthetic scanned forms with known answers (OUT_DIR/truth.csv).
+
+    Handwriting comes from the MNIST *test* digits, so a model trained on the
+    MNIST training set never saw it. Same seed, same pages.
+    """
+    from .mnist import load_mnist
+    from .synth import DigitSource, generate
+
+    fmts = tuple(f.strip().lower().lstrip(".") for f in formats.split(",") if f.strip())
+    bad = [f for f in fmts if f not in ("png", "jpg", "jpeg", "bmp", "tif", "tiff", "pdf")]
+    if bad or not fmts:
+        raise click.BadParameter(f"unsupported format(s): {', '.join(bad) or formats!r}", param_hint="--formats")
+    overrides = {"dpi": dpi} if dpi else {}
+    rows = generate(out_dir, pages, seed, DigitSource(*load_mnist("test", data_dir)), style, fmts, pages_per_file,
+                    **overrides)  # fmt: skip
+    click.echo(f"wrote {pages} pages with {len(rows)} fields to {out_dir} (truth in {out_dir}/truth.csv)", err=True)
+
+
+@main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the four MNIST IDX files "
               "[default: $FORMDIGITS_MNIST_DIR or a per-user cache folder; downloaded there if missing].")
 @click.option("--extra-data", type=click.Path(exists=True, file_okay=False),

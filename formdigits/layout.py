@@ -26,13 +26,18 @@ SIDE_COVERAGE = 0.88  # share of each side a box outline must cover
 
 @dataclass
 class Box:
-    x: int  # in deskewed page pixels
+    x: int  # in deskewed page pixels, at the centre of the box lines
     y: int
     w: int
     h: int
     kind: str = "open"  # "comb" or "open"
-    cells: list = field(default_factory=list)  # comb: [(x0, x1), ...] in page pixels
+    cells: list = field(default_factory=list)  # comb: [(x0, x1), ...] separator centres, page pixels
     line: int = 1  # line thickness, px
+
+    @property
+    def margin(self):
+        """Distance from a line's centre to the first pixel surely inside the box."""
+        return (self.line + 1) // 2 + 2
 
 
 @dataclass
@@ -95,15 +100,15 @@ def _box_edges(roi):
     across, so digits crossing a line do not move them; a 5 px dilation along
     the other axis tolerates what little skew is left.
     """
-    u8 = roi.view(np.uint8)
+    u8 = cv2.copyMakeBorder(roi.view(np.uint8), 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=0)
     rows = np.flatnonzero(cv2.dilate(u8, np.ones((5, 1), np.uint8)).mean(1) >= SIDE_COVERAGE)
     if rows.size == 0 or rows[-1] - rows[0] < MIN_BOX_PX:
         return None
-    top, bottom = int(rows[0]) + 2, int(rows[-1]) - 2
-    cols = np.flatnonzero(cv2.dilate(u8[top : bottom + 1], np.ones((1, 5), np.uint8)).mean(0) >= SIDE_COVERAGE)
+    top, bottom = int(rows[0]), int(rows[-1]) - 4  # in roi rows: undo the border and the dilation
+    cols = np.flatnonzero(cv2.dilate(u8[top + 2 : bottom + 3], np.ones((1, 5), np.uint8)).mean(0) >= SIDE_COVERAGE)
     if cols.size == 0 or cols[-1] - cols[0] < MIN_BOX_PX:
         return None
-    left, right = int(cols[0]) + 2, int(cols[-1]) - 2
+    left, right = int(cols[0]), int(cols[-1]) - 4
     inner = roi[top + 3 : bottom - 2, left + 3 : right - 2]
     if inner.size == 0 or inner.mean() > 0.5:
         return None  # a solid blob, not an outline
@@ -166,6 +171,10 @@ def find_boxes(dark):
             t, b, l, r = edges
             roi = roi[t : b + 1, l : r + 1]
             found.append((Box(int(x + l), int(y + t), r - l + 1, b - t + 1, line=_thickness(roi)), roi))
+    # from the lines' outer edges to their centres, where the form's designer drew them
+    for b, _ in found:
+        half = b.line // 2
+        b.x, b.y, b.w, b.h = b.x + half, b.y + half, b.w - 2 * half, b.h - 2 * half
     # fields are similar in height: much smaller outlines are shapes inside digits or print
     if found:
         tall = np.median([b.h for b, _ in found])
@@ -180,7 +189,8 @@ def find_boxes(dark):
     for b, roi in inner:
         cells = _comb_cells(roi, b.line)
         if cells:
-            b.kind, b.cells = "comb", [(b.x + c0, b.x + c1) for c0, c1 in cells]
+            x0 = b.x - b.line // 2  # roi starts at the outer edge
+            b.kind, b.cells = "comb", [(x0 + c0, x0 + c1) for c0, c1 in cells]
         top = dark[b.y : b.y + b.line, b.x : b.x + b.w]
         line_levels.append(int(np.median(top)))
         boxes.append(b)

@@ -61,7 +61,7 @@ def _crop(ink, labels, ids):
 
 def cut_comb(ink, box):
     """One crop (or None) per cell of a comb field."""
-    pad = box.line + 2
+    pad = box.margin
     y0, y1 = box.y + pad, box.y + box.h - pad
     crops, notes = [], []
     for x0, x1 in box.cells:
@@ -93,7 +93,7 @@ def _split_points(profile, k):
 
 def cut_open(ink, box):
     """Digit crops of an open field, left to right."""
-    pad = box.line + 2
+    pad = box.margin
     region = ink[box.y + pad : box.y + box.h - pad, box.x + pad : box.x + box.w - pad]
     notes = []
     if region.size == 0:

@@ -1,0 +1,92 @@
+"""Box finding on tiny hand-built pages with exactly known boxes."""
+
+import cv2
+import numpy as np
+import pytest
+
+from formdigits.layout import analyze, darkness, estimate_skew, line_mask, reading_order, Box
+
+
+def blank(h=200, w=300, paper=235):
+    return np.full((h, w), paper, np.uint8)
+
+
+def rect(img, x, y, w, h, t=2, v=20):
+    cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), v, t)
+
+
+def test_open_box_and_comb_with_exact_coordinates():
+    img = blank()
+    rect(img, 20, 30, 120, 40)  # open box
+    rect(img, 160, 30, 120, 40)  # comb of 4 cells, full-height separators
+    for i in range(1, 4):
+        cv2.line(img, (160 + 30 * i, 30), (160 + 30 * i, 69), 20, 2)
+    rect(img, 20, 110, 150, 40)  # comb of 5 cells, half-height separators
+    for i in range(1, 5):
+        cv2.line(img, (20 + 30 * i, 136), (20 + 30 * i, 149), 20, 2)
+    layout = analyze(img)
+    assert layout.angle == 0
+    got = [(b.x, b.y, b.w, b.h, b.kind, len(b.cells)) for b in layout.boxes]
+    assert got == [(20, 30, 120, 40, "open", 0), (160, 30, 120, 40, "comb", 4), (20, 110, 150, 40, "comb", 5)]
+    comb = layout.boxes[1]
+    centres = [(a + b) / 2 for a, b in comb.cells]
+    assert np.abs(np.subtract(centres, [175.5, 205.5, 235.5, 265.5])).max() <= 1
+    assert layout.original_box(comb) == (160, 30, 120, 40)
+
+
+def test_specks_text_page_border_and_frames_are_not_fields():
+    img = blank(240, 320)
+    rect(img, 0, 0, 320, 240, t=3)  # page border
+    rect(img, 10, 10, 300, 220)  # a frame around the fields
+    rect(img, 40, 60, 100, 40)  # the one field
+    cv2.putText(img, "Total", (150, 90), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 20, 2)
+    cv2.circle(img, (250, 180), 2, 20, -1)  # speck
+    cv2.circle(img, (200, 180), 15, 20, 2)  # a round mark is no box
+    boxes = analyze(img).boxes
+    assert [(b.x, b.y, b.w, b.h) for b in boxes] == [(40, 60, 100, 40)]
+
+
+def test_digit_touching_and_crossing_the_line_does_not_move_the_box():
+    img = blank()
+    rect(img, 20, 30, 120, 40)
+    cv2.line(img, (60, 45), (62, 80), 20, 3)  # a stroke crossing the bottom line
+    [b] = analyze(img).boxes
+    assert (b.x, b.y, b.w, b.h) == (20, 30, 120, 40)
+
+
+def test_dropout_colour_lines_are_found_and_stay_out_of_the_ink():
+    img = blank(paper=245)
+    rect(img, 20, 30, 120, 40, v=180)  # a light line, as red or blue dropout prints
+    layout = analyze(img)
+    assert len(layout.boxes) == 1 and layout.line_darkness < 120
+
+
+@pytest.mark.parametrize("angle", [-5, -2.5, 1, 4])
+def test_skew_is_measured_and_boxes_map_back_to_the_page(angle):
+    img = blank(400, 500)
+    rect(img, 100, 100, 200, 60)
+    rect(img, 100, 220, 240, 60)
+    m = cv2.getRotationMatrix2D((250, 200), angle, 1.0)
+    turned = cv2.warpAffine(img, m, (500, 400), borderValue=235)
+    layout = analyze(turned)
+    assert layout.angle == pytest.approx(-angle, abs=0.3)  # turned back by as much
+    assert len(layout.boxes) == 2
+    corners = np.array([[100, 100], [299, 100], [100, 159], [299, 159]], float) @ m[:, :2].T + m[:, 2]
+    x, y, w, h = layout.original_box(layout.boxes[0])
+    assert abs(x - corners[:, 0].min()) <= 3 and abs(y - corners[:, 1].min()) <= 3
+    assert abs(x + w - 1 - corners[:, 0].max()) <= 3 and abs(y + h - 1 - corners[:, 1].max()) <= 3
+
+
+def test_reading_order_rows_then_columns():
+    boxes = [Box(200, 12, 50, 20), Box(10, 100, 50, 20), Box(10, 10, 50, 24), Box(120, 104, 50, 20)]
+    assert [(b.x, b.y) for b in reading_order(boxes)] == [(10, 10), (200, 12), (10, 100), (120, 104)]
+
+
+def test_darkness_is_relative_to_the_paper_and_input_is_checked():
+    img = blank(paper=200)
+    img[10, 10] = 50
+    d = darkness(img)
+    assert d[0, 0] == 0 and d[10, 10] == 150
+    assert estimate_skew(line_mask(d)) == 0.0
+    with pytest.raises(ValueError, match="2-D uint8"):
+        darkness(np.zeros((5, 5, 3), np.uint8))
