@@ -257,9 +257,9 @@ def _scan(page, fields, d, rng, style):
     sigma = rng.uniform(0, style.noise_max)
     if sigma > 0:
         noise = np.empty(page.shape[:2], np.int16)
+        cv2.setRNGSeed(int(rng.integers(2**31)))  # OpenCV's fast generator, seeded from ours
         cv2.randn(noise, 0, sigma)
-        page = cv2.add(page, cv2.merge([noise] * 3), dtype=cv2.CV_8U) if False else np.clip(
-            page.astype(np.int16) + noise[..., None], 0, 255).astype(np.uint8)  # fmt: skip
+        page = np.clip(page.astype(np.int16) + noise[..., None], 0, 255).astype(np.uint8)
     if style.bitonal:
         gray = cv2.cvtColor(page, cv2.COLOR_BGR2GRAY)
         page = np.where(gray < 150, 0, 255).astype(np.uint8)

@@ -1,0 +1,51 @@
+"""The synthesizer: reproducible pages whose truth describes what was drawn."""
+
+import numpy as np
+import pytest
+
+from formdigits.layout import analyze
+from formdigits.mnist import load_mnist
+from formdigits.synth import DigitSource, PageStyle, generate, make_page, read_truth
+
+STYLE = PageStyle(width_mm=120, height_mm=110, dpi=200, rotation_max=4, noise_max=4)
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_dir):
+    return DigitSource(*load_mnist("test", mnist_dir))
+
+
+def test_same_seed_same_page(digits):
+    a = make_page(digits, np.random.default_rng(5), STYLE)
+    b = make_page(digits, np.random.default_rng(5), STYLE)
+    c = make_page(digits, np.random.default_rng(6), STYLE)
+    np.testing.assert_array_equal(a.image, b.image)
+    assert [f.value for f in a.fields] == [f.value for f in b.fields]
+    assert not np.array_equal(a.image, c.image)
+
+
+def test_truth_boxes_hold_the_drawn_fields(digits):
+    page = make_page(digits, np.random.default_rng(1), STYLE)
+    h, w = page.image.shape[:2]
+    assert page.image.shape == (round(110 * 200 / 25.4), round(120 * 200 / 25.4), 3)
+    assert len(page.fields) >= 3 and {f.kind for f in page.fields} <= {"comb", "open"}
+    for f in page.fields:
+        assert 0 <= f.x and f.x + f.w <= w and 0 <= f.y and f.y + f.h <= h
+        assert f.value == "" or f.value.isdigit()
+        if f.kind == "comb":
+            assert len(f.value) <= f.cells
+    # the truth agrees with an independent look at the page: same number of boxes, same places
+    layout = analyze(page.image[:, :, 1])
+    assert len(layout.boxes) == len(page.fields)
+    for b, f in zip(layout.boxes, page.fields):
+        x, y, bw, bh = layout.original_box(b)
+        assert abs(x - f.x) <= 4 and abs(y - f.y) <= 4 and abs(bw - f.w) <= 6 and abs(bh - f.h) <= 6
+
+
+def test_generate_writes_files_and_truth(digits, tmp_path):
+    rows = generate(tmp_path, 4, seed=3, digits=digits, style=STYLE, formats=("png", "tif", "jpg"), pages_per_file=2)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["page0001.png", "page0002.tif", "page0003.jpg", "style.json", "truth.csv"]
+    truth = read_truth(tmp_path / "truth.csv")
+    assert len(truth) == len(rows) and {r["file"] for r in truth} == {"page0001.png", "page0002.tif", "page0003.jpg"}
+    assert {r["page"] for r in truth if r["file"] == "page0002.tif"} == {"1", "2"}
