@@ -50,7 +50,7 @@ def test_metadata_carries_the_contract(model_and_onnx):
     assert json.loads(meta["labels"]) == list(LABELS)
     assert json.loads(meta["preprocess"]) == {"size": 28, "box": 20, "threshold": 64, "min_ink": 32}
     assert json.loads(meta["metrics"]) == {"test_accuracy": 0.5}  # history/confusion left out
-    assert json.loads(meta["model_config"])["channels"] == [32, 64, 96, 128]
+    assert json.loads(meta["model_config"])["channels"] == [32, 64, 128, 192]
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch axis
     clf = Classifier(path, device="cpu")
     assert clf.labels == LABELS and clf.params.box == 20 and clf.metrics["test_accuracy"] == 0.5

@@ -38,15 +38,18 @@ def load_checkpoint(path):
 
 
 class _WithSoftmax(torch.nn.Module):
-    def __init__(self, model):
+    """The exported graph: calibrated probabilities, softmax(logits / temperature)."""
+
+    def __init__(self, model, temperature):
         super().__init__()
         self.model = model
+        self.temperature = temperature
 
     def forward(self, image):
-        return self.model(image).softmax(dim=1)
+        return (self.model(image) / self.temperature).softmax(dim=1)
 
 
-def export_model(model, out_path, labels=LABELS, params=PreprocessParams(), metrics=None):
+def export_model(model, out_path, labels=LABELS, params=PreprocessParams(), metrics=None, temperature=1.0):
     """Write ``model`` as ONNX: input ``image`` (N,1,S,S) in [0,1], output ``probabilities`` (N,C)."""
     import onnx
 
@@ -55,7 +58,7 @@ def export_model(model, out_path, labels=LABELS, params=PreprocessParams(), metr
     size = model.config.input_size
     example = torch.zeros(2, 1, size, size)
     tmp = out_path.with_name(out_path.name + ".tmp")
-    wrapped = _WithSoftmax(model.cpu()).eval()
+    wrapped = _WithSoftmax(model.cpu(), float(temperature)).eval()
     batch = torch.export.Dim("batch", min=1)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # quiet "torchvision is not installed"
     with warnings.catch_warnings():
@@ -75,6 +78,7 @@ def export_model(model, out_path, labels=LABELS, params=PreprocessParams(), metr
         "preprocess": json.dumps(params.to_dict()),
         "metrics": json.dumps(summary),
         "model_config": json.dumps(config),
+        "temperature": repr(float(temperature)),
     }
     del proto.metadata_props[:]
     for key, value in meta.items():
@@ -93,4 +97,5 @@ def export_checkpoint(checkpoint, out_path, metrics=None):
         beside = Path(checkpoint).with_name("metrics.json")
         metrics = json.loads(beside.read_text()) if beside.is_file() else {}
     params = PreprocessParams(**ckpt.get("preprocess", {}))
-    return export_model(model, out_path, tuple(ckpt.get("labels", LABELS)), params, metrics)
+    labels = tuple(ckpt.get("labels", LABELS))
+    return export_model(model, out_path, labels, params, metrics, ckpt.get("temperature", 1.0))

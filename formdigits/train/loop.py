@@ -30,12 +30,13 @@ NONDIGIT_TEST_SEED = 20261121  # held-out non-digit crops; training never draws 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 20
+    epochs: int = 32
     batch_size: int = 128
     lr: float = 3e-3  # peak of the one-cycle schedule (AdamW)
     weight_decay: float = 5e-4
     label_smoothing: float = 0.05
     nondigit_fraction: float = 0.1  # non-digit samples per epoch, as a fraction of the digits
+    augment_prob: float = 0.7  # share of digits redrawn as scanned crops (the rest stay clean MNIST)
     val_size: int = 5000  # last N training digits, held out for the curves
     limit: int = 0  # train on the first N digits only (0: all), for quick runs
     test_limit: int = 0  # measure on the first N test digits only (0: all)
@@ -59,22 +60,22 @@ def _save(obj, path):
 
 
 @torch.no_grad()
-def predict(model, x, device, batch_size=1024):
+def predict(model, x, device, temperature=1.0, batch_size=1024):
     """Softmax probabilities for a tensor of preprocessed inputs."""
     model.eval()
     out = []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out.append(model(xb).float().softmax(1).cpu())
+            out.append((model(xb).float() / temperature).softmax(1).cpu())
     return torch.cat(out)
 
 
-def measure(model, device, test_x, test_y, nondigit_x):
+def measure(model, device, test_x, test_y, nondigit_x, temperature=1.0):
     """Test accuracy (strict: "reject" counts as wrong) and non-digit rejection."""
-    p = predict(model, test_x, device)
+    p = predict(model, test_x, device, temperature)
     pred = p.argmax(1)
-    q = predict(model, nondigit_x, device)
+    q = predict(model, nondigit_x, device, temperature)
     digit_conf = q[:, :REJECT_INDEX].max(1).values
     confusion = torch.zeros(10, len(LABELS), dtype=torch.long)
     confusion.index_put_((test_y, pred), torch.ones_like(pred), accumulate=True)
@@ -85,8 +86,43 @@ def measure(model, device, test_x, test_y, nondigit_x):
         "nondigit_n": len(nondigit_x),
         "nondigit_rejected": (q.argmax(1) == REJECT_INDEX).float().mean().item(),
         "nondigit_confident_digit": (digit_conf >= 0.9).float().mean().item(),
+        "temperature": temperature,
         "confusion": confusion.tolist(),
     }
+
+
+def fit_temperature(logits, labels):
+    """The temperature T that makes softmax(logits / T) calibrated (least NLL), by golden-section search.
+
+    Label smoothing caps the network's top probability near 0.95; dividing the
+    logits by T (found on held-out crops) restores probabilities that mean what
+    they say, without changing any answer.
+    """
+    logits, labels = logits.double(), labels.long()
+    nll = lambda t: nn.functional.cross_entropy(logits / t, labels).item()  # noqa: E731
+    lo, hi = 0.05, 5.0
+    g = (5**0.5 - 1) / 2
+    for _ in range(60):
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        if nll(a) < nll(b):
+            hi = b
+        else:
+            lo = a
+    return (lo + hi) / 2
+
+
+@torch.no_grad()
+def calibration_set(model, device, images, labels, seed):
+    """Logits and labels of held-out crops as the scanner sees them: clean, scan-like and non-digits."""
+    rng = np.random.default_rng(seed)
+    scanned = [augment.scan_like(img, rng, images[rng.integers(len(images))]) for img in images]
+    nondigits = augment.nondigit_set(len(images) // 5, seed + 1, images)
+    crops = list(images) + scanned + nondigits
+    ys = np.concatenate([labels, labels, np.full(len(nondigits), REJECT_INDEX)])
+    x, y = as_tensors(crops, ys)
+    model.eval()
+    out = [model(x[i : i + 1024].to(device)).float().cpu() for i in range(0, len(x), 1024)]
+    return torch.cat(out), y
 
 
 def train(out_dir="export", data_dir=None, extra_data=None, config=None, model_config=None, resume=False,
@@ -114,7 +150,8 @@ def train(out_dir="export", data_dir=None, extra_data=None, config=None, model_c
     images, labels = load_mnist("train", data_dir, download=download)
     if config.val_size >= len(images):
         raise DataError(f"val_size {config.val_size} leaves no training digits")
-    val_x, val_y = as_tensors(images[-config.val_size :], labels[-config.val_size :])
+    val_images, val_labels = images[-config.val_size :], labels[-config.val_size :]
+    val_x, val_y = as_tensors(val_images, val_labels)
     images, labels = images[: -config.val_size], labels[: -config.val_size]
     if config.limit:
         images, labels = images[: config.limit], labels[: config.limit]
@@ -124,7 +161,8 @@ def train(out_dir="export", data_dir=None, extra_data=None, config=None, model_c
     test_x, test_y = as_tensors(test_images, test_labels)
     nondigit_x, _ = as_tensors(augment.nondigit_set(2000, NONDIGIT_TEST_SEED, test_images), np.zeros(2000))
     extra = load_extra(extra_data) if extra_data else None
-    dataset = TrainingSet(images, labels, config.seed, int(config.nondigit_fraction * len(images)), extra)
+    dataset = TrainingSet(images, labels, config.seed, int(config.nondigit_fraction * len(images)), extra,
+                          augment_prob=config.augment_prob)
 
     workers = config.workers if config.workers >= 0 else min(8, os.cpu_count() or 1) if device.type == "cuda" else 1
     cuda = device.type == "cuda"
@@ -181,7 +219,12 @@ def train(out_dir="export", data_dir=None, extra_data=None, config=None, model_c
             "preprocess": DEFAULT_PARAMS.to_dict(), "formdigits_version": __version__,
         }, ckpt_path)  # fmt: skip
 
-    metrics = measure(model, device, test_x, test_y, nondigit_x)
+    logits, ys = calibration_set(model, device, val_images, val_labels, config.seed + 7)
+    temperature = fit_temperature(logits, ys)
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    ckpt["temperature"] = temperature
+    _save(ckpt, ckpt_path)
+    metrics = measure(model, device, test_x, test_y, nondigit_x, temperature)
     metrics.update({
         "val_accuracy": history[-1]["val_accuracy"] if history else None,
         "epochs": config.epochs, "device": str(device), "history": history,
