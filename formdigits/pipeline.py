@@ -17,6 +17,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .classifier import REJECT, Classifier
 from .layout import analyze
 from .output import Row
@@ -62,6 +64,19 @@ def _analyse(page):
     return boxes, [cut_field(ink, b) for b in layout.boxes]
 
 
+def _choose(options, probs, j, reject):
+    """The option whose pieces' best digit probabilities have the largest product; returns (option index, next j)."""
+    best, best_score = 0, -np.inf
+    for i, option in enumerate(options):
+        p = probs[j : j + len(option)]
+        digit = np.delete(p, reject, axis=1) if reject >= 0 else p
+        score = float(np.log(np.maximum(digit.max(1), 1e-9)).sum())
+        if score > best_score:
+            best, best_score = i, score
+        j += len(option)
+    return best, j
+
+
 def _rows(work, probs, labels, min_confidence):
     if work.error:
         return [Row(work.file, work.page, error=work.error)]
@@ -69,18 +84,20 @@ def _rows(work, probs, labels, min_confidence):
     reject = labels.index(REJECT) if REJECT in labels else -1
     for n, ((x, y, w, h, kind), cut) in enumerate(zip(work.boxes, work.cuts), 1):
         digits, confs, notes, marks = [], [], list(cut.notes), 0
-        for k, crop in enumerate(cut.crops, 1):
-            if crop is None:
+        for k, options in enumerate(cut.slots, 1):
+            if not options:
                 continue
-            p = probs[j]
-            j += 1
-            top = int(p.argmax())
-            if top == reject:
-                marks += 1
-                notes.append(f"{'cell' if kind == 'comb' else 'mark'} {k}: not a digit")
-            else:
-                digits.append(labels[top])
-                confs.append(float(p[top]))
+            start = j
+            chosen, j = _choose(options, probs, j, reject)
+            first = start + sum(len(o) for o in options[:chosen])
+            for p in probs[first : first + len(options[chosen])]:
+                top = int(p.argmax())
+                if top == reject:
+                    marks += 1
+                    notes.append(f"{'cell' if kind == 'comb' else 'mark'} {k}: not a digit")
+                else:
+                    digits.append(labels[top])
+                    confs.append(float(p[top]))
         confidence = math.prod(confs) if confs else 1.0
         if not digits and not marks:
             status = "empty"
@@ -124,7 +141,7 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
                 except Exception as e:  # a page that breaks the analysis must not stop the batch
                     work.error = f"{page.file}: page {page.page}: analysis failed: {type(e).__name__}: {e}"
                 work.first_crop = len(crops)
-                crops.extend(c for cut in work.cuts for c in cut.crops if c is not None)
+                crops.extend(c for cut in work.cuts for c in cut.crops())
                 pending.append(work)
                 if on_page:
                     on_page(page.file, page.page)

@@ -1,9 +1,10 @@
 """Cut a field into single-digit ink crops.
 
-Comb fields: one crop per cell (inside its lines), or ``None`` for an empty cell.
+Comb fields: one crop per cell (inside its lines), none for an empty cell.
 Open fields: connected components of the ink inside the box; pieces of one
-digit (a detached stroke) are joined when they overlap horizontally; blobs much
-wider than one digit (touching digits) are split at the weakest ink columns.
+digit (a detached stroke) are joined when they overlap horizontally or are
+small and close; a blob wide enough to be several touching digits is offered
+whole and split in several ways, and the classifier's answers choose.
 In both, specks and thin remnants of the box lines along the crop's edges are
 dropped.
 """
@@ -14,13 +15,25 @@ import cv2
 import numpy as np
 
 INK_LEVEL = 40  # darkness (above the line level for dropout forms) that counts as ink
-DIGIT_ASPECT = 0.62  # typical width / height of a handwritten digit
 
 
 @dataclass
 class FieldCut:
-    crops: list  # uint8 ink crops, left to right; comb: None for an empty cell
+    """A field cut into slots, left to right: a comb cell or a blob of ink in an open field.
+
+    Each slot holds the ways its ink can be read: a list of options, each a list
+    of digit crops (uint8 ink). Most slots have one option of one crop; a blob
+    that may be several touching digits has one option per way of splitting it,
+    and the classifier picks the likeliest (recognition-guided segmentation).
+    An empty comb cell is a slot with no options.
+    """
+
+    slots: list
     notes: list = field(default_factory=list)  # what looked odd while cutting
+
+    def crops(self):
+        """Every crop of every option, in order (what the classifier must see)."""
+        return [c for slot in self.slots for option in slot for c in option]
 
 
 def ink_image(dark, line_darkness):
@@ -63,32 +76,52 @@ def cut_comb(ink, box):
     """One crop (or None) per cell of a comb field."""
     pad = box.margin
     y0, y1 = box.y + pad, box.y + box.h - pad
-    crops, notes = [], []
+    slots, notes = [], []
     for x0, x1 in box.cells:
         cell = ink[y0:y1, x0 + pad : x1 - pad + 1]
         if cell.size == 0:
-            crops.append(None)
+            slots.append([])
             continue
         labels, keep, _ = _components(cell, box.line)
         if not keep:
-            crops.append(None)
+            slots.append([])
             continue
-        crops.append(_crop(cell, labels, keep))
+        slots.append([[_crop(cell, labels, keep)]])
         mask = np.isin(labels, keep)
         if max(mask[:, 0].sum(), mask[:, -1].sum(), mask[0].sum(), mask[-1].sum()) >= 4:
-            notes.append(f"cell {len(crops)}: digit crosses the box line")
-    return FieldCut(crops, notes)
+            notes.append(f"cell {len(slots)}: digit crosses the box line")
+    return FieldCut(slots, notes)
 
 
-def _split_points(profile, k):
-    """k-1 cut columns near the even split points, at the weakest ink."""
-    w = len(profile)
-    cuts = []
-    for j in range(1, k):
-        centre = j * w / k
-        lo, hi = int(centre - 0.25 * w / k), int(centre + 0.25 * w / k) + 1
-        cuts.append(lo + int(np.argmin(profile[lo:hi])))
-    return cuts
+def _splits(crop, height):
+    """Ways to read a blob: whole, or cut into k pieces at the weakest ink columns.
+
+    k runs up to what the blob's width allows (a digit is at least ~0.35 of its
+    height wide); two-piece cuts are tried at the three weakest columns.
+    """
+    w = crop.shape[1]
+    options = [[crop]]
+    if w < 0.8 * height:
+        return options
+    profile = (crop > 0).sum(0).astype(np.float32)
+    profile = np.convolve(profile, np.ones(3, np.float32) / 3, mode="same")
+    cuts_tried = []
+    for k in range(2, min(6, int(w / (0.35 * height))) + 1):
+        cuts = []
+        for j in range(1, k):
+            lo, hi = int((j - 0.35) * w / k), int((j + 0.35) * w / k) + 1
+            cuts.append(lo + int(np.argmin(profile[lo:hi])))
+        cuts_tried.append(cuts)
+        if k == 2:  # the next-weakest columns too
+            lo, hi = int(0.25 * w), int(0.75 * w) + 1
+            for c in lo + np.argsort(profile[lo:hi], kind="stable")[1:8:3]:
+                cuts_tried.append([int(c)])
+    for cuts in cuts_tried:
+        edges = [0] + cuts + [w]
+        pieces = [crop[:, a:b] for a, b in zip(edges[:-1], edges[1:])]
+        if all(p.shape[1] >= 2 and p.any() for p in pieces):
+            options.append(pieces)
+    return options
 
 
 def cut_open(ink, box):
@@ -127,20 +160,8 @@ def cut_open(ink, box):
             merged.append(g)
     groups = merged
     heights = [_height(stats, ids) for _, _, ids in groups]
-    digit_w = DIGIT_ASPECT * tall
-    crops = []
-    for (gx0, gx1, ids), gh in zip(groups, heights):
-        crop = _crop(region, labels, ids)
-        k = int(round(crop.shape[1] / (0.95 * max(digit_w, DIGIT_ASPECT * gh))))
-        if k >= 2:
-            cuts = [0] + _split_points((crop > 0).sum(0), k) + [crop.shape[1]]
-            for a, b in zip(cuts[:-1], cuts[1:]):
-                piece = crop[:, a:b]
-                if piece.any():
-                    crops.append(piece)
-        else:
-            crops.append(crop)
-    return FieldCut(crops, notes)
+    slots = [_splits(_crop(region, labels, ids), max(gh, 0.8 * tall)) for (_, _, ids), gh in zip(groups, heights)]
+    return FieldCut(slots, notes)
 
 
 def cut_field(ink, box):

@@ -201,9 +201,23 @@ def _fragment(digit, rng):
     return img[rows[0] : rows[0] + keep] if rng.random() < 0.5 else img[rows[-1] - keep : rows[-1] + 1]
 
 
+def _pair(digits, rng):
+    """Two digits side by side, touching or overlapping: one crop must never read as one digit."""
+    a, b = (_to_scale(digits[rng.integers(len(digits))]) for _ in range(2))
+    h = max(a.shape[0], b.shape[0])
+    gap = int(rng.uniform(-0.25, 0.02) * SCALE)
+    w = a.shape[1] + b.shape[1] + gap
+    img = np.zeros((h, max(w, a.shape[1], b.shape[1])), np.uint8)
+    img[: a.shape[0], : a.shape[1]] = a
+    x = max(0, a.shape[1] + gap)
+    img[: b.shape[0], x : x + b.shape[1]] = np.maximum(img[: b.shape[0], x : x + b.shape[1]], b)
+    return img
+
+
 def nondigit(rng, digits=None):
-    """One non-digit crop: a letter, a mark, box-line remnants, specks or a digit's edge."""
-    kind = rng.integers(6 if digits is not None else 5)
+    """One non-digit crop: a letter, a mark, box-line remnants, specks, a digit's edge
+    or two touching digits."""
+    kind = rng.integers(5 if digits is None else 8)
     if kind == 0 or kind == 1:
         img = _place(_to_scale(_glyph(rng)), _cell(rng), rng, scale=(0.6, 1.0))
     elif kind == 2:
@@ -212,8 +226,12 @@ def nondigit(rng, digits=None):
         img = _lines(rng)
     elif kind == 4:
         img = _specks(rng)
-    else:
+    elif kind == 5:
         img = _place(_fragment(digits[rng.integers(len(digits))], rng), _cell(rng), rng, rotate=5, scale=(0.9, 1.1))
+    else:  # two of the eight kinds: the commonest mistake to guard against in open fields
+        pair = _pair(digits, rng)
+        canvas = np.zeros((int(pair.shape[0] * 1.25), int(pair.shape[1] * 1.15)), np.uint8)
+        img = _place(pair, canvas, rng, rotate=5, scale=(0.95, 1.0), aspect=(0.95, 1.05), shift=0.03)
     return _scan(img, rng)
 
 

@@ -9,7 +9,6 @@ takes the [0, 1] output of :func:`formdigits.preprocess.preprocess` directly.
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 
