@@ -65,8 +65,9 @@ def main():
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1), help="Digits per inference batch.")
 @click.option("--min-confidence", default=0.9, show_default=True, type=click.FloatRange(0, 1),
               help="Fields whose confidence (product of digit probabilities) is lower get status 'review'.")
-@click.option("--pdf-dpi", default=300, show_default=True, type=click.IntRange(50, 1200),
-              help="Resolution at which PDF pages are rendered.")
+@click.option("--pdf-dpi", default="auto", show_default=True,
+              help="Resolution at which PDF pages are rendered; auto: the resolution of the scan inside each page "
+                   "(300 for pages without one).")
 @click.option("--debug-dir", type=click.Path(file_okay=False),
               help="Write a picture per page with every field outlined, labelled and coloured by status.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, device line or summary.")
@@ -93,6 +94,12 @@ def scan(paths, output, fmt, recursive, model, device, batch_size, min_confidenc
     from .output import open_output
     from .pipeline import expand_paths, iter_scan
 
+    if pdf_dpi != "auto":
+        try:
+            pdf_dpi = int(pdf_dpi)
+            assert 50 <= pdf_dpi <= 1200
+        except (ValueError, AssertionError):
+            raise click.BadParameter("auto, or a number from 50 to 1200", param_hint="--pdf-dpi") from None
     files = expand_paths(paths, recursive)
     if not files:
         raise click.UsageError("no image files found in the given PATHS")

@@ -15,7 +15,7 @@ import numpy as np
 from .errors import FormdigitsError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pdf"}
-DEFAULT_PDF_DPI = 300
+DEFAULT_PDF_DPI = 300  # for PDF pages that hold no scanned image
 MAX_PIXELS = 200_000_000  # refuse larger pages (decompression bombs) before decoding them
 
 
@@ -53,8 +53,13 @@ def to_gray(img):
     return np.ascontiguousarray(img)
 
 
-def read_pages(path, pdf_dpi=DEFAULT_PDF_DPI):
-    """Yield the pages of one file, in order."""
+def read_pages(path, pdf_dpi="auto"):
+    """Yield the pages of one file, in order.
+
+    PDF pages are rendered at ``pdf_dpi``; ``"auto"`` renders a scanned page at
+    the resolution of the scan inside it (so its pixels are the scan's pixels),
+    and a page without one at 300 dpi.
+    """
     path = Path(path)
     name = str(path)
     if path.is_dir():
@@ -101,8 +106,19 @@ def _read_tiff(path, name):
             raise PageError(f"{name}: page {i + 1}: {e}") from None
 
 
+def _native_dpi(page, raw):
+    """The resolution of the scan inside a PDF page (its largest image), or None."""
+    best = None
+    for obj in page.get_objects(filter=[raw.FPDF_PAGEOBJ_IMAGE], max_depth=1):
+        m = obj.get_metadata()
+        if m.horizontal_dpi > 0 and (best is None or m.width * m.height > best[0]):
+            best = (m.width * m.height, m.horizontal_dpi)
+    return None if best is None else min(max(best[1], 100.0), 600.0)
+
+
 def _read_pdf(path, name, dpi):
     import pypdfium2 as pdfium
+    import pypdfium2.raw as raw
 
     try:
         pdf = pdfium.PdfDocument(str(path))
@@ -112,13 +128,14 @@ def _read_pdf(path, name, dpi):
         for i in range(len(pdf)):
             page = pdf[i]
             w, h = page.get_size()
-            if w * h * (dpi / 72) ** 2 > MAX_PIXELS:
-                raise PageError(f"{name}: page {i + 1} would be {w * h * (dpi / 72) ** 2 / 1e6:.0f} Mpixel at "
-                                f"{dpi} dpi, over the {MAX_PIXELS / 1e6:.0f} Mpixel limit")  # fmt: skip
-            bitmap = page.render(scale=dpi / 72, grayscale=True)
+            page_dpi = (_native_dpi(page, raw) or DEFAULT_PDF_DPI) if dpi == "auto" else float(dpi)
+            if w * h * (page_dpi / 72) ** 2 > MAX_PIXELS:
+                raise PageError(f"{name}: page {i + 1} would be {w * h * (page_dpi / 72) ** 2 / 1e6:.0f} Mpixel "
+                                f"at {page_dpi:.0f} dpi, over the {MAX_PIXELS / 1e6:.0f} Mpixel limit")  # fmt: skip
+            bitmap = page.render(scale=page_dpi / 72, grayscale=True)
             image = np.array(bitmap.to_numpy())
             bitmap.close()
             page.close()
-            yield Page(to_gray(image), name, i + 1, dpi)
+            yield Page(to_gray(image), name, i + 1, page_dpi)
     finally:
         pdf.close()

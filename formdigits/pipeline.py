@@ -113,7 +113,7 @@ def _rows(work, probs, labels, min_confidence):
 
 
 def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=DEFAULT_MIN_CONFIDENCE,
-              pdf_dpi=300, classifier=None, on_page=None, keep_images=False):  # fmt: skip
+              pdf_dpi="auto", classifier=None, on_page=None, keep_images=False):  # fmt: skip
     """Yield ``(work, rows)`` page by page, in input order.
 
     ``on_page(file, page)`` is called as each page is read (for progress bars);

@@ -42,55 +42,109 @@ def ink_image(dark, line_darkness):
     return cv2.subtract(dark, np.full_like(dark, floor))
 
 
-def _components(ink, line):
-    """Label the ink blobs worth keeping; returns (labels, stats of kept components)."""
-    h, w = ink.shape
-    n, labels, stats, _ = cv2.connectedComponentsWithStats((ink > 0).view(np.uint8), connectivity=8)
-    keep = []
+@dataclass
+class _Window:
+    """A field's ink with its own box lines erased, a little larger than the box."""
+
+    ink: np.ndarray  # uint8, lines erased
+    orig: np.ndarray  # uint8, as on the page
+    band: np.ndarray  # bool, the erased line pixels
+    reach: int  # a little more than the erased band's width
+    ox: int  # window origin in page pixels
+    oy: int
+    edges: list  # x of the box's vertical lines (comb: every separator), window pixels
+    top: int  # y of the top and bottom lines, window pixels
+    bottom: int
+    labels: np.ndarray = None
+    stats: np.ndarray = None
+    centroids: np.ndarray = None
+
+
+def _window(ink, box):
+    edges = [box.x] + [c1 for _, c1 in box.cells[:-1]] + [box.x + box.w - 1]
+    ext_x = int(0.35 * min(np.diff(edges))) if len(edges) > 2 else int(0.2 * box.h)
+    ext_y = int(0.3 * box.h)
+    x0, y0 = max(0, box.x - ext_x), max(0, box.y - ext_y)
+    x1, y1 = min(ink.shape[1], box.x + box.w + ext_x), min(ink.shape[0], box.y + box.h + ext_y)
+    orig = ink[y0:y1, x0:x1]
+    win = orig.copy()
+    band = np.zeros(win.shape, bool)
+    r = box.line // 2 + 2
+    top, bottom = box.y - y0, box.y + box.h - 1 - y0
+    left, right = box.x - x0, box.x + box.w - 1 - x0
+    for y in (top, bottom):
+        band[max(0, y - r) : y + r + 1, max(0, left - r) : right + r + 1] = True
+    edges = [e - x0 for e in edges]
+    for x in edges:
+        band[max(0, top - r) : bottom + r + 1, max(0, x - r) : x + r + 1] = True
+    win[band] = 0
+    return _Window(win, orig, band, 2 * r + 3, x0, y0, edges, top, bottom)
+
+
+def _assign(w, box):
+    """Label the ink blobs and give each to a cell (index into the spans between edges), or -1.
+
+    A blob belongs to the cell holding its centre of mass; a smaller piece cut
+    off by a box line (it touches the erased line, and a larger blob on the
+    other side does too, within the line's width) goes with that larger blob.
+    Blobs outside the box that join nothing inside are dropped, and so are specks.
+    """
+    h = box.h
+    n, labels, stats, cents = cv2.connectedComponentsWithStats((w.ink > 0).view(np.uint8), connectivity=8)
+    w.labels, w.stats, w.centroids = labels, stats, cents
+    cell = np.full(n, -1)
+    size = np.zeros(n)
     for i in range(1, n):
         x, y, cw, ch, area = stats[i]
-        if max(cw, ch) < 0.18 * h or area < 0.004 * h * h:
+        if max(cw, ch) < 0.12 * h or area < 0.003 * h * h:
             continue  # speck
-        thin = min(cw, ch) <= 2 * line + 2
-        hugs = x <= 1 or y <= 1 or x + cw >= w - 1 or y + ch >= h - 1
-        if thin and hugs and max(cw, ch) >= 3 * min(cw, ch):
-            continue  # a remnant of the box lines along an edge
-        keep.append(i)
-    return labels, keep, stats
+        size[i] = area
+        cx, cy = cents[i]
+        if w.edges[0] < cx < w.edges[-1] and w.top < cy < w.bottom:
+            cell[i] = int(np.searchsorted(w.edges, cx)) - 1
+    r = box.line + 4
+    near = cv2.dilate(w.band.view(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    for i in np.argsort(size):  # small pieces first
+        if size[i] == 0:
+            continue
+        x, y, cw, ch, _ = stats[i]
+        ys, xs = slice(max(0, y - r), y + ch + r), slice(max(0, x - r), x + cw + r)
+        mine = labels[ys, xs] == i
+        if not (mine & near[ys, xs]).any():
+            continue
+        reach = cv2.dilate(mine.view(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
+        others = [j for j in np.unique(labels[ys, xs][reach]) if j not in (0, i) and size[j] > size[i]]
+        others = [j for j in others if cell[j] >= 0 and cell[j] != cell[i]]
+        if others:
+            cell[i] = cell[max(others, key=lambda j: size[j])]
+    return cell
 
 
 def _height(stats, ids):
-    y0 = min(stats[i][1] for i in ids)
-    y1 = max(stats[i][1] + stats[i][3] for i in ids)
-    return y1 - y0
+    return max(stats[i][1] + stats[i][3] for i in ids) - min(stats[i][1] for i in ids)
 
 
-def _crop(ink, labels, ids):
-    mask = np.isin(labels, ids)
+def _crop(w, ids):
+    """The ink of blobs ``ids``; where an erased line crossed a stroke, the stroke is put back."""
+    mask = np.isin(w.labels, ids)
     ys, xs = np.nonzero(mask)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    return np.where(mask[y0:y1, x0:x1], ink[y0:y1, x0:x1], 0).astype(np.uint8)
+    mask, band = mask[y0:y1, x0:x1], w.band[y0:y1, x0:x1]
+    if band.any():
+        k = np.ones((w.reach, w.reach), np.uint8)
+        mask = mask | ((cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_CLOSE, k) > 0) & band)
+    return np.where(mask, w.orig[y0:y1, x0:x1], 0).astype(np.uint8)
 
 
 def cut_comb(ink, box):
-    """One crop (or None) per cell of a comb field."""
-    pad = box.margin
-    y0, y1 = box.y + pad, box.y + box.h - pad
-    slots, notes = [], []
-    for x0, x1 in box.cells:
-        cell = ink[y0:y1, x0 + pad : x1 - pad + 1]
-        if cell.size == 0:
-            slots.append([])
-            continue
-        labels, keep, _ = _components(cell, box.line)
-        if not keep:
-            slots.append([])
-            continue
-        slots.append([[_crop(cell, labels, keep)]])
-        mask = np.isin(labels, keep)
-        if max(mask[:, 0].sum(), mask[:, -1].sum(), mask[0].sum(), mask[-1].sum()) >= 4:
-            notes.append(f"cell {len(slots)}: digit crosses the box line")
-    return FieldCut(slots, notes)
+    """One slot per cell of a comb field (no options for an empty cell)."""
+    w = _window(ink, box)
+    cell = _assign(w, box)
+    slots = []
+    for k in range(len(box.cells)):
+        ids = np.flatnonzero(cell == k)
+        slots.append([[_crop(w, ids)]] if ids.size else [])
+    return FieldCut(slots, [])
 
 
 def _splits(crop, height):
@@ -125,43 +179,35 @@ def _splits(crop, height):
 
 
 def cut_open(ink, box):
-    """Digit crops of an open field, left to right."""
-    pad = box.margin
-    region = ink[box.y + pad : box.y + box.h - pad, box.x + pad : box.x + box.w - pad]
-    notes = []
-    if region.size == 0:
-        return FieldCut([], notes)
-    labels, keep, stats = _components(region, box.line)
-    if not keep:
-        return FieldCut([], notes)
-    # join pieces of one digit: components whose x-ranges overlap by half the narrower
+    """Slots of an open field, left to right: one per blob of ink (see :class:`FieldCut`)."""
+    w = _window(ink, box)
+    ids = np.flatnonzero(_assign(w, box) == 0)
+    if not ids.size:
+        return FieldCut([], [])
+    stats = w.stats
+    # join pieces of one digit: blobs whose x-ranges overlap by half the narrower one
     groups = []
-    for i in sorted(keep, key=lambda i: stats[i][0]):
-        x, _, w, _, _ = stats[i]
+    for i in sorted(ids, key=lambda i: stats[i][0]):
+        x, _, bw, _, _ = stats[i]
         if groups:
-            gx0, gx1, ids = groups[-1]
-            overlap = min(gx1, x + w) - max(gx0, x)
-            if overlap >= 0.5 * min(w, gx1 - gx0):
-                groups[-1] = (min(gx0, x), max(gx1, x + w), ids + [i])
+            gx0, gx1, members = groups[-1]
+            if min(gx1, x + bw) - max(gx0, x) >= 0.5 * min(bw, gx1 - gx0):
+                groups[-1] = (min(gx0, x), max(gx1, x + bw), members + [i])
                 continue
-        groups.append((x, x + w, [i]))
-    heights = [_height(stats, ids) for _, _, ids in groups]
-    tall = float(np.median(heights))
+        groups.append((x, x + bw, [i]))
+    tall = float(np.median([_height(stats, m) for _, _, m in groups]))
     # a small piece (a detached bar or hook) joins the neighbour it nearly touches
     merged = []
-    for g, gh in zip(groups, heights):
-        if merged and gh < 0.45 * tall and g[0] - merged[-1][1] <= 0.15 * tall:
-            px0, px1, pids = merged[-1]
-            merged[-1] = (px0, max(px1, g[1]), pids + g[2])
-        elif merged and _height(stats, merged[-1][2]) < 0.45 * tall and g[0] - merged[-1][1] <= 0.15 * tall:
-            px0, _, pids = merged[-1]
-            merged[-1] = (px0, g[1], pids + g[2])
+    for g in groups:
+        if merged and g[0] - merged[-1][1] <= 0.15 * tall and (
+            _height(stats, g[2]) < 0.45 * tall or _height(stats, merged[-1][2]) < 0.45 * tall
+        ):
+            px0, px1, members = merged[-1]
+            merged[-1] = (px0, max(px1, g[1]), members + g[2])
         else:
             merged.append(g)
-    groups = merged
-    heights = [_height(stats, ids) for _, _, ids in groups]
-    slots = [_splits(_crop(region, labels, ids), max(gh, 0.8 * tall)) for (_, _, ids), gh in zip(groups, heights)]
-    return FieldCut(slots, notes)
+    slots = [_splits(_crop(w, m), max(_height(stats, m), 0.8 * tall)) for _, _, m in merged]
+    return FieldCut(slots, [])
 
 
 def cut_field(ink, box):
