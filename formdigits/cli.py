@@ -27,6 +27,19 @@ def library_errors(f):
     return wrapper
 
 
+class PdfDpi(click.ParamType):
+    """``auto`` or a resolution from 50 to 1200 dpi."""
+
+    name = "auto|DPI"
+
+    def convert(self, value, param, ctx):
+        if value == "auto" or isinstance(value, int):
+            return value
+        if str(value).isdigit() and 50 <= int(value) <= 1200:
+            return int(value)
+        self.fail(f"{value!r} is not 'auto' or a number from 50 to 1200", param, ctx)
+
+
 def _need_torch(command):
     try:
         import torch  # noqa: F401
@@ -65,7 +78,7 @@ def main():
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1), help="Digits per inference batch.")
 @click.option("--min-confidence", default=0.9, show_default=True, type=click.FloatRange(0, 1),
               help="Fields whose confidence (product of digit probabilities) is lower get status 'review'.")
-@click.option("--pdf-dpi", default="auto", show_default=True,
+@click.option("--pdf-dpi", default="auto", show_default=True, type=PdfDpi(),
               help="Resolution at which PDF pages are rendered; auto: the resolution of the scan inside each page "
                    "(300 for pages without one).")
 @click.option("--debug-dir", type=click.Path(file_okay=False),
@@ -94,12 +107,6 @@ def scan(paths, output, fmt, recursive, model, device, batch_size, min_confidenc
     from .output import open_output
     from .pipeline import expand_paths, iter_scan
 
-    if pdf_dpi != "auto":
-        try:
-            pdf_dpi = int(pdf_dpi)
-            assert 50 <= pdf_dpi <= 1200
-        except (ValueError, AssertionError):
-            raise click.BadParameter("auto, or a number from 50 to 1200", param_hint="--pdf-dpi") from None
     files = expand_paths(paths, recursive)
     if not files:
         raise click.UsageError("no image files found in the given PATHS")

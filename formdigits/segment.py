@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 INK_LEVEL = 40  # darkness (above the line level for dropout forms) that counts as ink
+CUT_NOTE = "ink crosses the box line and was left out"
 
 
 @dataclass
@@ -58,6 +59,7 @@ class _Window:
     labels: np.ndarray = None
     stats: np.ndarray = None
     centroids: np.ndarray = None
+    cut: bool = False  # a sizeable piece of ink across the box line was left out
 
 
 def _window(ink, box):
@@ -117,6 +119,8 @@ def _assign(w, box):
         others = [j for j in others if cell[j] >= 0 and cell[j] != cell[i]]
         if others:
             cell[i] = cell[max(others, key=lambda j: size[j])]
+        elif cell[i] < 0 and size[i] >= 0.02 * h * h:
+            w.cut = True  # ink that crosses the box line and belongs to nothing inside
     return cell
 
 
@@ -144,7 +148,7 @@ def cut_comb(ink, box):
     for k in range(len(box.cells)):
         ids = np.flatnonzero(cell == k)
         slots.append([[_crop(w, ids)]] if ids.size else [])
-    return FieldCut(slots, [])
+    return FieldCut(slots, [CUT_NOTE] if w.cut else [])
 
 
 def _splits(crop, height):
@@ -183,7 +187,7 @@ def cut_open(ink, box):
     w = _window(ink, box)
     ids = np.flatnonzero(_assign(w, box) == 0)
     if not ids.size:
-        return FieldCut([], [])
+        return FieldCut([], [CUT_NOTE] if w.cut else [])
     stats = w.stats
     # join pieces of one digit: blobs whose x-ranges overlap by half the narrower one
     groups = []
@@ -207,7 +211,7 @@ def cut_open(ink, box):
         else:
             merged.append(g)
     slots = [_splits(_crop(w, m), max(_height(stats, m), 0.8 * tall)) for _, _, m in merged]
-    return FieldCut(slots, [])
+    return FieldCut(slots, [CUT_NOTE] if w.cut else [])
 
 
 def cut_field(ink, box):
