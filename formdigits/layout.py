@@ -149,7 +149,10 @@ def _comb_cells(roi, line):
         counts = roi[line + 1 : h - line - 1, max(0, c - line - 3) : c + line + 4].sum(1)
         if (counts > 0).mean() < 0.95 or np.median(counts) > line + 2:
             return []
-    edges = [left] + best + [right]
+    # printed separators are evenly spaced: a straight-line fit through them ignores a digit touching one
+    n = len(best) + 1
+    slope, offset = np.polyfit(np.arange(n + 1), [left] + best + [right], 1)
+    edges = [left] + [offset + slope * i for i in range(1, n)] + [right]
     return [(int(round(a)), int(round(b))) for a, b in zip(edges[:-1], edges[1:])]
 
 
