@@ -228,7 +228,7 @@ def synth(out_dir, pages, seed, style, formats, pages_per_file, dpi, data_dir):
               help="Your own labelled crops to train on as well: DIR/<digit>/*.png (and DIR/reject/ for non-digits).")
 @click.option("-o", "--out-dir", default="export", show_default=True, type=click.Path(file_okay=False),
               help="Where the checkpoint, ONNX model, metrics.json and plots go.")
-@click.option("--epochs", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--epochs", default=40, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(0, min_open=True), help="Peak learning rate.")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,

@@ -30,11 +30,12 @@ NONDIGIT_TEST_SEED = 20261121  # held-out non-digit crops; training never draws 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 32
+    epochs: int = 40
     batch_size: int = 128
     lr: float = 3e-3  # peak of the one-cycle schedule (AdamW)
     weight_decay: float = 5e-4
     label_smoothing: float = 0.05
+    ema_decay: float = 0.999  # the shipped weights are an exponential moving average of the trained ones
     nondigit_fraction: float = 0.15  # non-digit samples per epoch, as a fraction of the digits
     augment_prob: float = 0.7  # share of digits redrawn as scanned crops (the rest stay clean MNIST)
     val_size: int = 5000  # last N training digits, held out for the curves
@@ -43,6 +44,16 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = -1  # data-loading processes (-1: choose from the machine)
+
+
+def _ema(decay):
+    """Exponential moving average, with a short warm-up so that brief runs average recent weights."""
+
+    def average(averaged, current, n):
+        d = min(decay, (1 + float(n)) / (10 + float(n)))
+        return averaged * d + current * (1 - d)
+
+    return average
 
 
 def pick_device(name):
@@ -169,13 +180,15 @@ def train(out_dir="export", data_dir=None, extra_data=None, config=None, model_c
     model = DigitNet(model_config).to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
+    ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema(config.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = config.epochs * ((len(dataset) + config.batch_size - 1) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps, pct_start=0.2)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     history, start = [], 0
     if state is not None:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state["train_model"])
+        ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, start = state["history"], state["epoch"]
@@ -201,11 +214,12 @@ def train(out_dir="export", data_dir=None, extra_data=None, config=None, model_c
             loss.backward()
             optimizer.step()
             scheduler.step()
+            ema.update_parameters(model)
             seen += len(yb)
             loss_sum += loss.item() * len(yb)
             correct += (logits.argmax(1) == yb).sum().item()
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
-        val_acc = (predict(model, val_x, device).argmax(1) == val_y).float().mean().item()
+        val_acc = (predict(ema.module, val_x, device).argmax(1) == val_y).float().mean().item()
         history.append({
             "epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
             "val_accuracy": val_acc, "seconds": time.perf_counter() - t0,
@@ -214,11 +228,13 @@ def train(out_dir="export", data_dir=None, extra_data=None, config=None, model_c
             tqdm.write(f"epoch {epoch + 1}: loss {loss_sum / seen:.4f}  val accuracy {val_acc:.4%}  ({history[-1]['seconds']:.0f} s)")
         _save({
             "model_config": asdict(model_config), "train_config": asdict(config),
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "model": ema.module.state_dict(), "train_model": model.state_dict(), "ema": ema.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "epoch": epoch + 1, "history": history, "labels": list(LABELS), "rng": torch.get_rng_state(),
             "preprocess": DEFAULT_PARAMS.to_dict(), "formdigits_version": __version__,
         }, ckpt_path)  # fmt: skip
 
+    model = ema.module
     logits, ys = calibration_set(model, device, val_images, val_labels, config.seed + 7)
     temperature = fit_temperature(logits, ys)
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
