@@ -64,13 +64,29 @@ def _analyse(page):
     return boxes, [cut_field(ink, b) for b in layout.boxes]
 
 
+ASPECT = np.array([0.8] * 10)  # typical width / height of each handwritten digit (MNIST)
+ASPECT[1] = 0.4
+ASPECT_SIGMA = 0.5  # spread of log(aspect) around it
+
+
 def _choose(options, probs, j, reject):
-    """The option whose pieces' best digit probabilities have the largest product; returns (option index, next j)."""
+    """The likeliest way to read a blob; returns (option index, next j).
+
+    Each option scores, for each of its pieces, the best digit probability
+    times how plausible the piece's shape is for that digit (a piece far wider
+    or narrower than that digit usually is, is unlikely): halves of a "5" may
+    each look like a 5, but not 5-shaped.
+    """
+    if len(options) == 1:
+        return 0, j + len(options[0])
     best, best_score = 0, -np.inf
     for i, option in enumerate(options):
         p = probs[j : j + len(option)]
         digit = np.delete(p, reject, axis=1) if reject >= 0 else p
-        score = float(np.log(np.maximum(digit.max(1), 1e-9)).sum())
+        d = digit.argmax(1)
+        aspect = np.array([c.shape[1] / max(c.shape[0], 1) for c in option])
+        shape = (np.log(aspect / ASPECT[d]) ** 2).sum() / (2 * ASPECT_SIGMA**2)
+        score = float(np.log(np.maximum(digit.max(1), 1e-9)).sum()) - shape
         if score > best_score:
             best, best_score = i, score
         j += len(option)

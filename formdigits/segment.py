@@ -83,6 +83,14 @@ def _window(ink, box):
     return _Window(win, orig, band, 2 * r + 3, x0, y0, edges, top, bottom)
 
 
+def _on_a_line(w, x, y, cw, ch):
+    """Does a thin blob run along one of the box's lines (within a few pixels of it)?"""
+    near = w.reach // 2 + 2  # just outside the erased band
+    if ch > cw:  # vertical: beside a vertical line
+        return min(abs(x + cw / 2 - e) for e in w.edges) <= near
+    return min(abs(y + ch / 2 - w.top), abs(y + ch / 2 - w.bottom)) <= near
+
+
 def _assign(w, box):
     """Label the ink blobs and give each to a cell (index into the spans between edges), or -1.
 
@@ -100,6 +108,8 @@ def _assign(w, box):
         x, y, cw, ch, area = stats[i]
         if max(cw, ch) < 0.12 * h or area < 0.003 * h * h:
             continue  # speck
+        if min(cw, ch) <= box.line + 3 and max(cw, ch) >= 4 * min(cw, ch) and _on_a_line(w, x, y, cw, ch):
+            continue  # a remnant of the box's own lines, left by skew or a thick pen-stroke over it
         size[i] = area
         cx, cy = cents[i]
         if w.edges[0] < cx < w.edges[-1] and w.top < cy < w.bottom:
@@ -154,26 +164,29 @@ def cut_comb(ink, box):
 def _splits(crop, height):
     """Ways to read a blob: whole, or cut into k pieces at the weakest ink columns.
 
-    k runs up to what the blob's width allows (a digit is at least ~0.35 of its
-    height wide); two-piece cuts are tried at the three weakest columns.
+    Two-piece cuts are tried at the four weakest columns; k pieces (up to what
+    the blob's width allows) at the weakest columns near the even split points.
     """
     w = crop.shape[1]
     options = [[crop]]
-    if w < 0.8 * height:
+    if w < 0.6 * height:
         return options
     profile = (crop > 0).sum(0).astype(np.float32)
     profile = np.convolve(profile, np.ones(3, np.float32) / 3, mode="same")
     cuts_tried = []
-    for k in range(2, min(6, int(w / (0.35 * height))) + 1):
+    # two pieces: the weakest columns anywhere but the very ends (a "1" beside a digit is narrow)
+    lo, hi = int(0.15 * w), int(0.85 * w) + 1
+    for c in lo + np.argsort(profile[lo:hi], kind="stable"):
+        if all(abs(c - t[0]) > 0.08 * w for t in cuts_tried):
+            cuts_tried.append([int(c)])
+        if len(cuts_tried) == 4:
+            break
+    for k in range(3, min(6, int(w / (0.35 * height))) + 1):
         cuts = []
         for j in range(1, k):
             lo, hi = int((j - 0.35) * w / k), int((j + 0.35) * w / k) + 1
             cuts.append(lo + int(np.argmin(profile[lo:hi])))
         cuts_tried.append(cuts)
-        if k == 2:  # the next-weakest columns too
-            lo, hi = int(0.25 * w), int(0.75 * w) + 1
-            for c in lo + np.argsort(profile[lo:hi], kind="stable")[1:8:3]:
-                cuts_tried.append([int(c)])
     for cuts in cuts_tried:
         edges = [0] + cuts + [w]
         pieces = [crop[:, a:b] for a, b in zip(edges[:-1], edges[1:])]
@@ -189,13 +202,16 @@ def cut_open(ink, box):
     if not ids.size:
         return FieldCut([], [CUT_NOTE] if w.cut else [])
     stats = w.stats
-    # join pieces of one digit: blobs whose x-ranges overlap by half the narrower one
+    # join pieces of one digit: a short piece overlapping a blob's x-range by half (a detached bar),
+    # or blobs overlapping almost entirely; two tall digits side by side stay apart
     groups = []
     for i in sorted(ids, key=lambda i: stats[i][0]):
         x, _, bw, _, _ = stats[i]
         if groups:
             gx0, gx1, members = groups[-1]
-            if min(gx1, x + bw) - max(gx0, x) >= 0.5 * min(bw, gx1 - gx0):
+            overlap = min(gx1, x + bw) - max(gx0, x)
+            short = min(stats[i][3], _height(stats, members)) < 0.7 * box.h * 0.6  # a piece, not a whole digit
+            if overlap >= 0.5 * min(bw, gx1 - gx0) and (short or overlap >= 0.8 * min(bw, gx1 - gx0)):
                 groups[-1] = (min(gx0, x), max(gx1, x + bw), members + [i])
                 continue
         groups.append((x, x + bw, [i]))
