@@ -57,15 +57,16 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_generated_pages_are_read(case, digits, tmp_path):
     overrides, name = CASES[case]
-    folder = make_set(tmp_path, digits, seed=sorted(CASES).index(case), style=replace(SMALL, **overrides), name=name)
+    folder = make_set(tmp_path, digits, sorted(CASES).index(case), replace(SMALL, **overrides), name, pages=3)
     rows = formdigits.scan([folder], device="cpu")
     files = {r.file for r in rows}
     assert all(r.status != "error" for r in rows), [r.error for r in rows if r.status == "error"]
     pred = [{**{c: str(getattr(r, c)) for c in COLUMNS}, "file": r.file.split("/")[-1]} for r in rows]
     result = score(pred, read_rows(folder / "truth.csv"))
     assert result["missed"] == 0 and result["spurious"] == 0, (files, result)
-    assert result["field_accuracy"] >= 0.75, result
-    assert result["digit_accuracy"] >= 0.9, result
+    # a floor well under what the shipped model reaches on such pages (BENCHMARKS.md), above a broken stage
+    assert result["field_accuracy"] >= 0.6, result
+    assert result["digit_accuracy"] >= 0.8, result
     for r in rows:
         if r.status == "empty":
             assert r.value == "" and r.confidence == 1.0
