@@ -234,6 +234,8 @@ def synth(out_dir, pages, seed, style, formats, pages_per_file, dpi, data_dir):
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
               help="auto: CUDA when PyTorch sees a GPU (mixed precision), else CPU.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--val-size", default=5000, show_default=True, type=click.IntRange(100),
+              help="Last N training digits held out for the validation curve and calibration.")
 @click.option("--limit", default=0, type=click.IntRange(0), help="Train on the first N digits only (quick runs).")
 @click.option("--test-limit", default=0, type=click.IntRange(0), help="Report on the first N test digits only.")
 @click.option("--workers", default=-1, type=click.IntRange(-1), help="Data-loading processes [default: by machine].")
@@ -242,8 +244,8 @@ def synth(out_dir, pages, seed, style, formats, pages_per_file, dpi, data_dir):
 @click.option("--resume", is_flag=True, help="Continue from OUT_DIR/checkpoint.pt with its saved settings.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @library_errors
-def train(data_dir, extra_data, out_dir, epochs, batch_size, lr, device, seed, limit, test_limit, workers, download, resume,
-          quiet):
+def train(data_dir, extra_data, out_dir, epochs, batch_size, lr, device, seed, val_size, limit, test_limit, workers,
+          download, resume, quiet):
     """Train the digit CNN on MNIST redrawn as scanned form crops, and export it to ONNX.
 
     \b
@@ -253,8 +255,8 @@ def train(data_dir, extra_data, out_dir, epochs, batch_size, lr, device, seed, l
     _need_torch("train")
     from .train.loop import TrainConfig, train as run
 
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed, limit=limit,
-                         test_limit=test_limit, workers=workers)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed, val_size=val_size,
+                         limit=limit, test_limit=test_limit, workers=workers)
     metrics = run(out_dir, data_dir, extra_data, config, resume=resume, download=download, progress=not quiet)
     click.echo(
         f"test accuracy {metrics['test_accuracy']:.2%} on {metrics['test_n']} MNIST test digits; "
