@@ -75,9 +75,12 @@ def estimate_skew(mask):
     """Skew in degrees from the page's rectangular outlines (0 when there are none)."""
     h, w = mask.shape
     min_side = max(MIN_BOX_PX, 0.01 * min(h, w))
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    # outer boundaries at every level (CCOMP): boxes inside a frame count too
+    contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     angles, weights = [], []
-    for c in contours:
+    for c, (_, _, _, parent) in zip(contours, hierarchy[0] if hierarchy is not None else []):
+        if parent != -1:
+            continue  # a hole
         x, y, bw, bh = cv2.boundingRect(c)
         if bw < min_side or bh < min_side or x == 0 or y == 0 or x + bw >= w or y + bh >= h:
             continue

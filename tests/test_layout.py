@@ -90,3 +90,13 @@ def test_darkness_is_relative_to_the_paper_and_input_is_checked():
     assert estimate_skew(line_mask(d)) == 0.0
     with pytest.raises(ValueError, match="2-D uint8"):
         darkness(np.zeros((5, 5, 3), np.uint8))
+
+
+def test_skew_is_found_when_a_frame_runs_off_the_page():
+    img = blank(400, 500)
+    rect(img, 20, 20, 560, 360)  # a frame wider than the page: it leaves the picture
+    rect(img, 100, 100, 200, 60)
+    rect(img, 100, 220, 240, 60)
+    m = cv2.getRotationMatrix2D((250, 200), 3, 1.0)
+    layout = analyze(cv2.warpAffine(img, m, (500, 400), borderValue=235))
+    assert layout.angle == pytest.approx(-3, abs=0.3) and len(layout.boxes) == 2
