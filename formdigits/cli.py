@@ -234,7 +234,7 @@ def synth(out_dir, pages, seed, style, formats, pages_per_file, dpi, data_dir):
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
               help="auto: CUDA when PyTorch sees a GPU (mixed precision), else CPU.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--val-size", default=5000, show_default=True, type=click.IntRange(100),
+@click.option("--val-size", default=1000, show_default=True, type=click.IntRange(100),
               help="Last N training digits held out for the validation curve and calibration.")
 @click.option("--limit", default=0, type=click.IntRange(0), help="Train on the first N digits only (quick runs).")
 @click.option("--test-limit", default=0, type=click.IntRange(0), help="Report on the first N test digits only.")
