@@ -10,9 +10,7 @@ import numpy as np
 from .classifier import DIGITS, REJECT, Classifier
 from .mnist import load_mnist
 from .preprocess import preprocess_batch
-from .train.augment import nondigit_set
-
-NONDIGIT_SEED = 20261121  # the same held-out non-digit set the training run reports on
+from .train.augment import NONDIGIT_TEST_SEED, nondigit_set
 
 
 def evaluate(model_path=None, data_dir=None, limit=0, nondigits=2000, device="auto", batch_size=256):
@@ -46,7 +44,7 @@ def evaluate(model_path=None, data_dir=None, limit=0, nondigits=2000, device="au
     if REJECT in clf.labels:
         result["rejected_digits"] = int((pred == clf.labels.index(REJECT)).sum())
     if nondigits:
-        q = clf.classify(nondigit_set(nondigits, NONDIGIT_SEED, images))
+        q = clf.classify(nondigit_set(nondigits, NONDIGIT_TEST_SEED, images))
         digit_conf = q[:, :10].max(1)
         result["nondigit"] = {
             "n": nondigits,

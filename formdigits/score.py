@@ -109,10 +109,10 @@ def score(predictions, truth, reject_rates=DEFAULT_REJECT_RATES):
     return result
 
 
-def curve(result_fields_predictions, truth, steps=50):
+def curve(predictions, truth, steps=50):
     """(reject rate, error) points for a plot."""
     rates = [i / steps * 0.5 for i in range(steps + 1)]
-    r = score(result_fields_predictions, truth, rates)
+    r = score(predictions, truth, rates)
     return [(float(k), v) for k, v in r["error_at_reject"].items()]
 
 

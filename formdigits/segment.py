@@ -51,8 +51,6 @@ class _Window:
     orig: np.ndarray  # uint8, as on the page
     band: np.ndarray  # bool, the erased line pixels
     reach: int  # a little more than the erased band's width
-    ox: int  # window origin in page pixels
-    oy: int
     edges: list  # x of the box's vertical lines (comb: every separator), window pixels
     top: int  # y of the top and bottom lines, window pixels
     bottom: int
@@ -80,7 +78,7 @@ def _window(ink, box):
     for x in edges:
         band[max(0, top - r) : bottom + r + 1, max(0, x - r) : x + r + 1] = True
     win[band] = 0
-    return _Window(win, orig, band, 2 * r + 3, x0, y0, edges, top, bottom)
+    return _Window(win, orig, band, 2 * r + 3, edges, top, bottom)
 
 
 def _on_a_line(w, x, y, cw, ch):

@@ -25,7 +25,7 @@ import numpy as np
 
 LINE_COLOURS = {"black": (30, 30, 30), "red": (130, 130, 240), "blue": (235, 190, 140), "grey": (165, 165, 165)}
 INK_COLOURS = {"black": (35, 35, 40), "blue": (150, 60, 25)}  # BGR
-LABELS = ("Account", "Amount", "Qty", "Year", "Code", "Ref.", "Total", "Postcode", "Meter", "Mark", "Units", "ID")
+FIELD_LABELS = ("Account", "Amount", "Qty", "Year", "Code", "Ref.", "Total", "Postcode", "Meter", "Mark", "Units", "ID")
 TRUTH_COLUMNS = ("file", "page", "field", "x", "y", "w", "h", "value", "kind", "cells")
 
 
@@ -213,7 +213,7 @@ def make_page(digits, rng, style=PageStyle()):
         x = margin + 2
         n_fields = int(rng.integers(1, 4)) if style.width_mm >= 150 else 1
         for _ in range(n_fields):
-            label = LABELS[rng.integers(len(LABELS))]
+            label = FIELD_LABELS[rng.integers(len(FIELD_LABELS))]
             x += d.text(label, x, y + row_h * 0.7, 3.5) + 3
             if rng.random() < style.comb_prob:
                 n = int(rng.integers(3, 9))

@@ -15,7 +15,7 @@ from formdigits.cli import main
 from formdigits.mnist import load_mnist
 from formdigits.output import COLUMNS
 from formdigits.score import read_rows, score
-from formdigits.synth import STYLE_PRESETS, DigitSource, PageStyle, make_page, save_pages, truth_rows, write_truth
+from formdigits.synth import DigitSource, PageStyle, make_page, save_pages, truth_rows, write_truth
 
 SMALL = PageStyle(width_mm=120, height_mm=110, dpi=200, frame_prob=0.5)
 

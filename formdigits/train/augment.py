@@ -9,6 +9,7 @@ exactly like a scanned crop.
 import cv2
 import numpy as np
 
+NONDIGIT_TEST_SEED = 20261121  # the held-out non-digit crops that figures are measured on; training never draws it
 SCALE = 56  # digits are redrawn at ~56 px tall, as a digit written at 200-300 dpi
 _FONTS = (
     cv2.FONT_HERSHEY_SIMPLEX,

@@ -25,7 +25,6 @@ from . import augment
 from .data import REJECT_INDEX, TrainingSet, as_tensors, load_extra
 from .model import DigitNet, ModelConfig
 
-NONDIGIT_TEST_SEED = 20261121  # held-out non-digit crops; training never draws this seed
 
 
 @dataclass
@@ -170,7 +169,7 @@ def train(out_dir="export", data_dir=None, extra_data=None, config=None, model_c
     if config.test_limit:
         test_images, test_labels = test_images[: config.test_limit], test_labels[: config.test_limit]
     test_x, test_y = as_tensors(test_images, test_labels)
-    nondigit_x, _ = as_tensors(augment.nondigit_set(2000, NONDIGIT_TEST_SEED, test_images), np.zeros(2000))
+    nondigit_x, _ = as_tensors(augment.nondigit_set(2000, augment.NONDIGIT_TEST_SEED, test_images), np.zeros(2000))
     extra = load_extra(extra_data) if extra_data else None
     dataset = TrainingSet(images, labels, config.seed, int(config.nondigit_fraction * len(images)), extra,
                           augment_prob=config.augment_prob)
