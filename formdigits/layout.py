@@ -15,6 +15,7 @@ paper tone) and sizes itself from the page, not from an assumed dpi:
 """
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -48,9 +49,14 @@ class Layout:
     boxes: list  # Box, in reading order
     line_darkness: int  # typical darkness of the box lines (low for dropout colours)
 
+    @cached_property
+    def inverse(self):
+        """2x3 affine: deskewed page -> original page."""
+        return cv2.invertAffineTransform(self.matrix)
+
     def original_box(self, box):
         """(x, y, w, h) of a box in the original page's pixels (bounding box of its corners)."""
-        inv = cv2.invertAffineTransform(self.matrix)
+        inv = self.inverse
         c = np.array([[box.x, box.y], [box.x + box.w - 1, box.y], [box.x, box.y + box.h - 1],
                       [box.x + box.w - 1, box.y + box.h - 1]], np.float64) @ inv[:, :2].T + inv[:, 2]  # fmt: skip
         x0, y0 = np.floor(c.min(0) + 0.5).astype(int)

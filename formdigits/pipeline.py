@@ -7,8 +7,9 @@ however many pages go in.
 
 Field confidence is the product of its digits' probabilities (the chance that
 every digit is right, if the model is calibrated). A field is ``review`` when
-that is below ``min_confidence``, when a mark in it is not a digit, or when a
-digit crosses the box line; ``empty`` when it holds no ink at all.
+that is below ``min_confidence``, when a mark in it is not a digit, or when ink
+crossing the box line could not be given to any digit; ``empty`` when it holds
+no ink at all.
 """
 
 import math

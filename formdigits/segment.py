@@ -56,7 +56,6 @@ class _Window:
     bottom: int
     labels: np.ndarray = None
     stats: np.ndarray = None
-    centroids: np.ndarray = None
     cut: bool = False  # a sizeable piece of ink across the box line was left out
 
 
@@ -99,7 +98,7 @@ def _assign(w, box):
     """
     h = box.h
     n, labels, stats, cents = cv2.connectedComponentsWithStats((w.ink > 0).view(np.uint8), connectivity=8)
-    w.labels, w.stats, w.centroids = labels, stats, cents
+    w.labels, w.stats = labels, stats
     cell = np.full(n, -1)
     size = np.zeros(n)
     for i in range(1, n):
@@ -138,10 +137,10 @@ def _height(stats, ids):
 
 def _crop(w, ids):
     """The ink of blobs ``ids``; where an erased line crossed a stroke, the stroke is put back."""
-    mask = np.isin(w.labels, ids)
-    ys, xs = np.nonzero(mask)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    mask, band = mask[y0:y1, x0:x1], w.band[y0:y1, x0:x1]
+    s = w.stats[ids]  # the blobs' joint bounding box, so only that part of the window is looked at
+    x0, y0 = s[:, 0].min(), s[:, 1].min()
+    x1, y1 = (s[:, 0] + s[:, 2]).max(), (s[:, 1] + s[:, 3]).max()
+    mask, band = np.isin(w.labels[y0:y1, x0:x1], ids), w.band[y0:y1, x0:x1]
     if band.any():
         k = np.ones((w.reach, w.reach), np.uint8)
         mask = mask | ((cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_CLOSE, k) > 0) & band)

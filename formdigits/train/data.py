@@ -10,13 +10,14 @@ import cv2
 import numpy as np
 import torch
 
+from .. import pages
 from ..classifier import LABELS, REJECT
 from ..errors import DataError
 from ..preprocess import DEFAULT_PARAMS, preprocess
 from . import augment
 
 REJECT_INDEX = LABELS.index(REJECT)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = pages.IMAGE_SUFFIXES - {".pdf"}  # single-image crops
 
 
 def load_extra(folder):
