@@ -68,6 +68,7 @@ def _analyse(page):
 ASPECT = np.array([0.8] * 10)  # typical width / height of each handwritten digit (MNIST)
 ASPECT[1] = 0.4
 ASPECT_SIGMA = 0.5  # spread of log(aspect) around it
+SPLIT_COST = 0.5  # log-odds against each extra piece: a digit's arm, cut off, reads as a "1"
 
 
 def _choose(options, probs, j, reject):
@@ -87,7 +88,7 @@ def _choose(options, probs, j, reject):
         d = digit.argmax(1)
         aspect = np.array([c.shape[1] / max(c.shape[0], 1) for c in option])
         shape = (np.log(aspect / ASPECT[d]) ** 2).sum() / (2 * ASPECT_SIGMA**2)
-        score = float(np.log(np.maximum(digit.max(1), 1e-9)).sum()) - shape
+        score = float(np.log(np.maximum(digit.max(1), 1e-9)).sum()) - shape - SPLIT_COST * (len(option) - 1)
         if score > best_score:
             best, best_score = i, score
         j += len(option)

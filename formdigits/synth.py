@@ -147,12 +147,16 @@ class _Drawer:
     def rect(self, x0, y0, x1, y1):
         cv2.rectangle(self.page, (x0, y0), (x1, y1), self.line, self.lw)
 
-    def write(self, digit, cx, cy, height):
-        """Handwrite one digit centred near (cx, cy) px, ``height`` px tall."""
+    def write(self, digit, cx, cy, height, left=None):
+        """Handwrite one digit centred near (cx, cy) px, ``height`` px tall; or, with
+        ``left``, with its ink starting at x = ``left``. Returns the ink's width."""
         alpha = _pen(self.digits.draw(digit, self.rng), height, self.rng)
         h, w = alpha.shape
+        ink_w = w - 0.4 * height  # visible ink width (the pad is 0.2 * height each side)
+        if left is not None:
+            cx = left + ink_w / 2
         _stamp(self.page, alpha, int(cx - w / 2), int(cy - h / 2), self.ink)
-        return w - 0.4 * height  # visible ink width (the pad is 0.2 * height each side)
+        return ink_w
 
     def comb(self, x_mm, y_mm, n, cell_w_mm, cell_h_mm):
         rng, s = self.rng, self.s
@@ -186,13 +190,11 @@ class _Drawer:
         height = (y1 - y0) * rng.uniform(0.55, 0.72)
         x = x0 + self.px(rng.uniform(2, 5))
         for ch_ in value:
+            # the gap to the previous digit's ink, in digit heights: negative = overlapping
             gap = rng.uniform(-0.12, 0.05) if rng.random() < s.overlap_prob else rng.uniform(0.1, 0.35)
-            # the digit's ink centre goes half its own width after x
-            w_est = 0.6 * height
-            cx = x + w_est / 2
             cy = (y0 + y1) / 2 + rng.uniform(-0.06, 0.06) * (y1 - y0)
-            ink_w = self.write(int(ch_), cx, cy, height)
-            x = cx + max(ink_w, 0.2 * height) / 2 + gap * height
+            ink_w = self.write(int(ch_), None, cy, height, left=x)
+            x += max(ink_w, 0.2 * height) + gap * height
         return TruthField("open", x0, y0, x1 - x0 + 1, y1 - y0 + 1, value, 0)
 
 
