@@ -12,6 +12,7 @@ import click
 
 from . import __version__
 from .errors import FormdigitsError
+from .parallel import DEFAULT_PAGE_TIMEOUT
 
 
 def library_errors(f):
@@ -81,11 +82,16 @@ def main():
 @click.option("--pdf-dpi", default="auto", show_default=True, type=PdfDpi(),
               help="Resolution at which PDF pages are rendered; auto: the resolution of the scan inside each page "
                    "(300 for pages without one).")
+@click.option("-j", "--workers", type=click.IntRange(0), default=None,
+              help="Processes that read and analyse pages; 0: all in this process [default: one per CPU core].")
+@click.option("--page-timeout", type=click.FloatRange(min=1), default=DEFAULT_PAGE_TIMEOUT, show_default=True,
+              help="Seconds one page may take (with workers) before it is given up as an error row.")
 @click.option("--debug-dir", type=click.Path(file_okay=False),
               help="Write a picture per page with every field outlined, labelled and coloured by status.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, device line or summary.")
 @library_errors
-def scan(paths, output, fmt, recursive, model, device, batch_size, min_confidence, pdf_dpi, debug_dir, quiet):
+def scan(paths, output, fmt, recursive, model, device, batch_size, min_confidence, pdf_dpi, workers, page_timeout,
+         debug_dir, quiet):  # fmt: skip
     """Read the handwritten digits in the boxes of scanned forms into CSV.
 
     PATHS are image files (PNG, JPEG, BMP, TIFF incl. multi-page, PDF),
@@ -105,14 +111,19 @@ def scan(paths, output, fmt, recursive, model, device, batch_size, min_confidenc
     from .classifier import Classifier
     from .debug import write_debug
     from .output import open_output
+    from .parallel import available_cores
     from .pipeline import expand_paths, iter_scan
 
     files = expand_paths(paths, recursive)
     if not files:
         raise click.UsageError("no image files found in the given PATHS")
-    clf = Classifier(model, device=device, batch_size=batch_size)
+    if workers is None:
+        workers = available_cores()
+    # the workers keep the cores busy with pages; inference here gets what is left, at least one thread
+    clf = Classifier(model, device=device, batch_size=batch_size, threads=max(1, available_cores() - workers))
     if not quiet:
-        click.echo(f"formdigits: {clf.path.name} on ONNX Runtime {clf.device.upper()} ({clf.provider})", err=True)
+        click.echo(f"formdigits: {clf.path.name} on ONNX Runtime {clf.device.upper()} ({clf.provider}), "
+                   f"{workers or 'no'} worker processes", err=True)  # fmt: skip
     bar = tqdm(total=len(files), unit="page", disable=True if quiet else None, file=sys.stderr, dynamic_ncols=True)
     seen_files = set()
 
@@ -127,7 +138,8 @@ def scan(paths, output, fmt, recursive, model, device, batch_size, min_confidenc
     pages, failed = 0, []
     with open_output(output, fmt) as writer:
         for work in iter_scan(files, classifier=clf, min_confidence=min_confidence, pdf_dpi=pdf_dpi,
-                              on_page=on_page, keep_images=bool(debug_dir)):  # fmt: skip
+                              on_page=on_page, keep_images=bool(debug_dir), workers=workers,
+                              page_timeout=page_timeout):  # fmt: skip
             pages += 1
             for row in work.rows:
                 writer.write(row)

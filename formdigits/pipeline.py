@@ -1,9 +1,10 @@
 """scan(): paths -> pages -> fields -> digit crops -> batched classification -> rows.
 
-Pages are analysed one at a time and only their crops are kept; crops of many
-pages are classified together in large batches, then turned into rows in page
-order. Rows stream out as they are ready (``iter_scan``), so memory stays flat
-however many pages go in.
+Each page is read, deskewed, cut into digit crops and preprocessed on its own
+(``analyse_page``, in worker processes when asked: see ``parallel``); only the
+preprocessed crops come back. Crops of many pages are classified together in
+large batches here, then turned into rows in page order. Rows stream out as
+they are ready (``iter_scan``), so memory stays flat however many pages go in.
 
 Field confidence is the product of its digits' probabilities (the chance that
 every digit is right, if the model is calibrated). A field is ``review`` when
@@ -17,13 +18,17 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
+import cv2
 import numpy as np
 
 from .classifier import REJECT, Classifier
 from .layout import analyze
 from .output import Row
-from .pages import IMAGE_SUFFIXES, PageError, read_pages
+from .pages import IMAGE_SUFFIXES, PageError, count_pages, read_page
+from .parallel import DEFAULT_PAGE_TIMEOUT, WorkerFailure, ordered_map
+from .preprocess import PreprocessParams, preprocess_batch
 from .segment import cut_field, ink_image
 
 DEFAULT_MIN_CONFIDENCE = 0.9
@@ -31,10 +36,13 @@ DEFAULT_MIN_CONFIDENCE = 0.9
 
 @dataclass
 class _PageWork:
+    """One page after analysis: its fields and their digit crops, ready for the network."""
+
     file: str
     page: int
-    boxes: list  # (x, y, w, h, kind) in original page pixels
-    cuts: list  # FieldCut per box
+    boxes: list = field(default_factory=list)  # (x, y, w, h, kind) in original page pixels
+    fields: list = field(default_factory=list)  # per box: (notes, slots); slots hold each option's crop aspects
+    inputs: np.ndarray = None  # every crop preprocessed, (N, size, size) float32, in slot order
     image: object = None  # kept only for debug pictures
     error: str = ""
     first_crop: int = 0
@@ -58,11 +66,56 @@ def expand_paths(paths, recursive=False, stdin=None):
     return out
 
 
-def _analyse(page):
-    layout = analyze(page.image)
-    ink = ink_image(layout.darkness, layout.line_darkness)
-    boxes = [(*layout.original_box(b), b.kind) for b in layout.boxes]
-    return boxes, [cut_field(ink, b) for b in layout.boxes]
+class PageTask(NamedTuple):
+    """One page for a worker to analyse (``error``: the file could not even be opened)."""
+
+    file: str
+    page: int
+    pdf_dpi: object
+    params: PreprocessParams
+    keep_image: bool
+    error: str = ""
+
+
+def analyse_page(task):
+    """Worker: read one page, find its fields, cut and preprocess its digits.
+
+    Never raises: a
+    page that cannot be read or analysed comes back with ``error`` set.
+    """
+    file, number, pdf_dpi, params, keep_image, error = task
+    work = _PageWork(file, number, error=error)
+    if error:
+        return work
+    try:
+        page = read_page(file, number, pdf_dpi)
+    except PageError as e:
+        work.error = str(e)
+        return work
+    except OSError as e:
+        work.error = f"{file}: {e.strerror or e}"
+        return work
+    try:
+        layout = analyze(page.image)
+        ink = ink_image(layout.darkness, layout.line_darkness)
+        crops = []
+        for box in layout.boxes:
+            cut = cut_field(ink, box)
+            work.boxes.append((*layout.original_box(box), box.kind))
+            aspects = [[[c.shape[1] / max(c.shape[0], 1) for c in option] for option in slot] for slot in cut.slots]
+            work.fields.append((cut.notes, aspects))
+            crops.extend(cut.crops())
+        work.inputs = preprocess_batch(crops, params)[:, 0]
+    except Exception as e:  # a page that breaks the analysis must not stop the batch
+        work.boxes, work.fields = [], []
+        work.error = f"{file}: page {number}: analysis failed: {type(e).__name__}: {e}"
+    if keep_image:
+        work.image = page.image
+    return work
+
+
+def _init_worker():
+    cv2.setNumThreads(1)  # one page per process: no thread pools fighting over the cores
 
 
 ASPECT = np.array([0.8] * 10)  # typical width / height of each handwritten digit (MNIST)
@@ -73,6 +126,8 @@ SPLIT_COST = 0.5  # log-odds against each extra piece: a digit's arm, cut off, r
 
 def _choose(options, probs, j, reject):
     """The likeliest way to read a blob; returns (option index, next j).
+
+    ``options`` holds, per way of cutting the blob, its pieces' width/height ratios.
 
     Each option scores, for each of its pieces, the best digit probability
     times how plausible the piece's shape is for that digit (a piece far wider
@@ -86,7 +141,7 @@ def _choose(options, probs, j, reject):
         p = probs[j : j + len(option)]
         digit = np.delete(p, reject, axis=1) if reject >= 0 else p
         d = digit.argmax(1)
-        aspect = np.array([c.shape[1] / max(c.shape[0], 1) for c in option])
+        aspect = np.array(option)
         shape = (np.log(aspect / ASPECT[d]) ** 2).sum() / (2 * ASPECT_SIGMA**2)
         score = float(np.log(np.maximum(digit.max(1), 1e-9)).sum()) - shape - SPLIT_COST * (len(option) - 1)
         if score > best_score:
@@ -100,9 +155,9 @@ def _rows(work, probs, labels, min_confidence):
         return [Row(work.file, work.page, error=work.error)]
     rows, j = [], work.first_crop
     reject = labels.index(REJECT) if REJECT in labels else -1
-    for n, ((x, y, w, h, kind), cut) in enumerate(zip(work.boxes, work.cuts), 1):
-        digits, confs, notes, marks = [], [], list(cut.notes), 0
-        for k, options in enumerate(cut.slots, 1):
+    for n, ((x, y, w, h, kind), (cut_notes, slots)) in enumerate(zip(work.boxes, work.fields), 1):
+        digits, confs, notes, marks = [], [], list(cut_notes), 0
+        for k, options in enumerate(slots, 1):
             if not options:
                 continue
             start = j
@@ -130,46 +185,60 @@ def _rows(work, probs, labels, min_confidence):
     return rows
 
 
-def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=DEFAULT_MIN_CONFIDENCE,
-              pdf_dpi="auto", classifier=None, on_page=None, keep_images=False):  # fmt: skip
-    """Yield ``(work, rows)`` page by page, in input order.
+def plan_pages(paths, pdf_dpi="auto", params=None, keep_images=False):
+    """One :class:`PageTask` per page of every file; an unusable file is one task carrying its error."""
+    for path in paths:
+        try:
+            n = count_pages(path)
+        except PageError as e:
+            yield PageTask(str(path), 1, pdf_dpi, params, keep_images, str(e))
+            continue
+        except OSError as e:
+            yield PageTask(str(path), 1, pdf_dpi, params, keep_images, f"{path}: {e.strerror or e}")
+            continue
+        for number in range(1, n + 1):
+            yield PageTask(str(path), number, pdf_dpi, params, keep_images)
 
-    ``on_page(file, page)`` is called as each page is read (for progress bars);
+
+def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=DEFAULT_MIN_CONFIDENCE,
+              pdf_dpi="auto", classifier=None, on_page=None, keep_images=False, workers=0,
+              page_timeout=DEFAULT_PAGE_TIMEOUT):  # fmt: skip
+    """Yield one analysed page (``work.rows`` filled in) at a time, in input order.
+
+    Pages are read and analysed by ``workers`` processes (0: in this process);
+    their crops are classified here, many pages' worth per batch.
+    ``on_page(file, page)`` is called as each page is analysed (progress bars);
     ``keep_images`` keeps each page's image on ``work.image`` (debug pictures).
+    With workers, a page that takes longer than ``page_timeout`` seconds or
+    crashes its worker process gets an error row; the batch goes on.
     """
     clf = classifier or Classifier(model, device=device, batch_size=batch_size)
-    pending, crops = [], []
+    tasks = plan_pages(paths, pdf_dpi, clf.params, keep_images)
+    pending, inputs = [], []
 
     def flush():
-        probs = clf.classify(crops) if crops else None
+        probs = clf.predict(np.concatenate(inputs)[:, None]) if inputs else None
         for work in pending:
             work.rows = _rows(work, probs, clf.labels, min_confidence)
             yield work
         pending.clear()
-        crops.clear()
+        inputs.clear()
 
-    for path in paths:
-        read = 0
-        try:
-            for page in read_pages(path, pdf_dpi):
-                read = page.page
-                work = _PageWork(page.file, page.page, [], [], page.image if keep_images else None)
-                try:
-                    work.boxes, work.cuts = _analyse(page)
-                except Exception as e:  # a page that breaks the analysis must not stop the batch
-                    work.error = f"{page.file}: page {page.page}: analysis failed: {type(e).__name__}: {e}"
-                work.first_crop = len(crops)
-                crops.extend(c for cut in work.cuts for c in cut.crops())
-                pending.append(work)
-                if on_page:
-                    on_page(page.file, page.page)
-                if len(crops) >= 4 * clf.batch_size:
-                    yield from flush()
-        except (PageError, OSError) as e:
-            message = str(e) if isinstance(e, PageError) else f"{path}: {e.strerror or e}"
-            pending.append(_PageWork(str(path), read + 1, [], [], error=message))
-            if on_page:
-                on_page(str(path), read + 1)
+    n_inputs = 0
+    for task, work in ordered_map(analyse_page, tasks, workers, page_timeout, initializer=_init_worker):
+        if isinstance(work, WorkerFailure):
+            work = _PageWork(task.file, task.page, error=f"{task.file}: page {task.page}: {work.message}")
+        if work.inputs is not None and len(work.inputs):
+            work.first_crop = n_inputs
+            inputs.append(work.inputs)
+            n_inputs += len(work.inputs)
+        work.inputs = None
+        pending.append(work)
+        if on_page:
+            on_page(work.file, work.page)
+        if n_inputs >= 4 * clf.batch_size:
+            yield from flush()
+            n_inputs = 0
     yield from flush()
 
 

@@ -66,7 +66,7 @@ def test_bad_files_name_the_file(tmp_path):
     }
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
-    expected = {"empty.png": "empty file", "text.png": "not a readable image", "cut.png": "not a readable image",
+    expected = {"empty.png": "empty file", "text.png": "not a supported image", "cut.png": "not a readable image",
                 "bad.pdf": "not a readable PDF"}  # fmt: skip
     for name, fragment in expected.items():
         with pytest.raises(PageError, match=f"{name}: {fragment}"):
