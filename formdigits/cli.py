@@ -88,10 +88,12 @@ def main():
               help="Seconds one page may take (with workers) before it is given up as an error row.")
 @click.option("--debug-dir", type=click.Path(file_okay=False),
               help="Write a picture per page with every field outlined, labelled and coloured by status.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run: keep the pages already in "
+              "OUTPUT.partial and read only the rest.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, device line or summary.")
 @library_errors
 def scan(paths, output, fmt, recursive, model, device, batch_size, min_confidence, pdf_dpi, workers, page_timeout,
-         debug_dir, quiet):  # fmt: skip
+         debug_dir, resume, quiet):  # fmt: skip
     """Read the handwritten digits in the boxes of scanned forms into CSV.
 
     PATHS are image files (PNG, JPEG, BMP, TIFF incl. multi-page, PDF),
@@ -136,19 +138,27 @@ def scan(paths, output, fmt, recursive, model, device, batch_size, min_confidenc
     start = time.perf_counter()
     counts = {"ok": 0, "review": 0, "empty": 0, "error": 0}
     pages, failed = 0, []
-    with open_output(output, fmt) as writer:
-        for work in iter_scan(files, classifier=clf, min_confidence=min_confidence, pdf_dpi=pdf_dpi,
-                              on_page=on_page, keep_images=bool(debug_dir), workers=workers,
-                              page_timeout=page_timeout):  # fmt: skip
-            pages += 1
-            for row in work.rows:
-                writer.write(row)
-                counts[row.status] += 1
-            writer.flush()
-            if work.error:
-                failed.append(work.error)
-            elif debug_dir:
-                write_debug(debug_dir, work.file, work.page, work.image, work.rows)
+    try:
+        with open_output(output, fmt, resume) as writer:
+            if writer.done and not quiet:
+                click.echo(f"formdigits: resuming {output}: {len(writer.done)} pages already done", err=True)
+            for work in iter_scan(files, classifier=clf, min_confidence=min_confidence, pdf_dpi=pdf_dpi,
+                                  on_page=on_page, keep_images=bool(debug_dir), workers=workers,
+                                  page_timeout=page_timeout, skip=writer.done):  # fmt: skip
+                pages += 1
+                for row in work.rows:
+                    writer.write(row)
+                    counts[row.status] += 1
+                writer.flush()  # every finished page is on disk
+                if work.error:
+                    failed.append(work.error)
+                elif debug_dir:
+                    write_debug(debug_dir, work.file, work.page, work.image, work.rows)
+    except KeyboardInterrupt:
+        bar.close()
+        where = f"; the finished pages are in {output}.partial: run again with --resume to go on" if output != "-" else ""
+        click.echo(f"formdigits: interrupted after {pages} pages{where}", err=True)
+        sys.exit(130)
     bar.close()
     if not quiet:
         took = time.perf_counter() - start

@@ -15,7 +15,6 @@ paper tone) and sizes itself from the page, not from an assumed dpi:
 """
 
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import cv2
 import numpy as np
@@ -48,8 +47,9 @@ class Layout:
     angle: float  # degrees the page was turned to deskew it
     boxes: list  # Box, in reading order
     line_darkness: int  # typical darkness of the box lines (low for dropout colours)
+    turned: int = 0  # degrees the page was turned clockwise before deskewing (0 or 90)
 
-    @cached_property
+    @property
     def inverse(self):
         """2x3 affine: deskewed page -> original page."""
         return cv2.invertAffineTransform(self.matrix)
@@ -68,8 +68,9 @@ def darkness(gray):
     """Darkness relative to the paper: 0 for paper (the page's median tone), up to 255."""
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise ValueError(f"page must be 2-D uint8 grayscale, got {gray.shape} {gray.dtype}")
-    hist = cv2.calcHist([gray], [0], None, [256], [0, 256]).ravel()
-    paper = int(np.searchsorted(np.cumsum(hist), gray.size / 2))
+    sample = gray[::4, ::4]  # every 16th pixel tells the paper tone as well as all of them
+    hist = cv2.calcHist([sample], [0], None, [256], [0, 256]).ravel()
+    paper = int(np.searchsorted(np.cumsum(hist), sample.size / 2))
     return cv2.subtract(np.full_like(gray, paper), gray)
 
 
@@ -251,9 +252,48 @@ def reading_order(boxes):
     return [b for row in rows for b in sorted(row[2], key=lambda b: b.x)]
 
 
-def analyze(gray):
-    """Deskew a grayscale page and find its boxes."""
+def _tall(boxes):
+    """More boxes standing upright than lying flat: a form scanned a quarter turn off."""
+    tall = sum(1 for b in boxes if b.h > 1.5 * b.w)
+    return len(boxes) >= 3 and tall > sum(1 for b in boxes if b.w > 1.5 * b.h)
+
+
+_ROTATE = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+
+
+def _turn(dark, degrees):
+    """The page turned clockwise, and the 3x3 affine from its pixels to the turned page's."""
+    h, w = dark.shape
+    m = {90: [[0, -1, h - 1], [1, 0, 0]], 180: [[-1, 0, w - 1], [0, -1, h - 1]], 270: [[0, 1, 0], [-1, 0, w - 1]]}
+    return cv2.rotate(dark, _ROTATE[degrees]), np.vstack([np.array(m[degrees], float), [0, 0, 1]])
+
+
+def analyze(gray, turn=0):
+    """Deskew a grayscale page (turned ``turn`` degrees clockwise first) and find its boxes.
+
+    A page whose boxes mostly stand upright (fields of digits lie flat) was
+    scanned a quarter turn off: it is turned 90 degrees clockwise and analysed
+    again; ``Layout.turned`` says how far it was turned in all. (Whether it is
+    then upside down, the digits tell: see ``pipeline``.)
+    """
+    if turn not in (0, 90, 180, 270):
+        raise ValueError(f"turn must be 0, 90, 180 or 270 degrees, got {turn!r}")
     dark = darkness(gray)
+    layout = _analyze_dark(dark)
+    if turn == 0 and _tall(layout.boxes):
+        turn = 90
+    if turn:
+        turned, m = _turn(dark, turn)
+        again = _analyze_dark(turned)
+        if layout.boxes and _tall(again.boxes):
+            return layout  # turning did not help: not a form on its side
+        again.matrix = again.matrix @ m
+        again.turned = turn
+        return again
+    return layout
+
+
+def _analyze_dark(dark):
     angle = estimate_skew(line_mask(dark))
     h, w = dark.shape
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)

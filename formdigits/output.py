@@ -2,16 +2,22 @@
 
 A file output is written to ``OUT.partial``, flushed after every page, and renamed
 to ``OUT`` only when the run completes, so a crash never leaves a truncated ``OUT``.
+An interrupted run is continued with ``resume=True``: the pages already in
+``OUT.partial`` are kept (the last one, which may be cut short, is dropped and
+read again) and reported in ``writer.done`` so the scan can skip them.
 """
 
 import csv
+import dataclasses
+import io
 import json
 import os
 import sys
 from contextlib import contextmanager
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import DataError
 
 COLUMNS = ("file", "page", "field", "x", "y", "w", "h", "value", "confidence", "digit_confidences", "status", "error")
 FORMATS = ("csv", "jsonl")
@@ -56,13 +62,17 @@ def spreadsheet_safe(text):
 
 
 class RowWriter:
-    def __init__(self, fh, fmt):
+    """Writes rows as CSV (with a header) or JSON Lines; ``done`` holds (file, page) already written."""
+
+    def __init__(self, fh, fmt, header=True):
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
         self.fh, self.fmt = fh, fmt
+        self.done = set()
         if fmt == "csv":
             self._csv = csv.writer(fh, lineterminator="\r\n")
-            self._csv.writerow(COLUMNS)
+            if header:
+                self._csv.writerow(COLUMNS)
 
     def write(self, row):
         if self.fmt == "csv":
@@ -74,17 +84,75 @@ class RowWriter:
         self.fh.flush()
 
 
+def _unquote(cell):
+    """Undo :func:`spreadsheet_safe`."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_RISKY) else cell
+
+
+def _recover(partial, fmt):
+    """Whole pages in an interrupted output, as ``(kept text, {(file, page), ...})``.
+
+    Records are read up to the first damaged one; the last page read is dropped
+    as it may be incomplete (rows are written page by page, in order).
+    """
+    text = partial.read_text(encoding="utf-8", errors="replace")
+    records = []  # (key, serialised record)
+    if fmt == "csv":
+        reader = csv.reader(io.StringIO(text, newline=""))
+        try:
+            header = next(reader, None)
+            for cells in reader:
+                if len(cells) != len(COLUMNS):
+                    break
+                out = io.StringIO()
+                csv.writer(out, lineterminator="\r\n").writerow(cells)
+                records.append(((_unquote(cells[0]), int(cells[1])), out.getvalue()))
+        except (csv.Error, ValueError):
+            pass
+        if header is not None and tuple(header) != COLUMNS:
+            raise DataError(f"{partial}: not a formdigits CSV (its header differs); cannot resume from it")
+    else:
+        for line in text.splitlines(keepends=True):
+            try:
+                d = json.loads(line)
+                records.append(((d["file"], int(d["page"])), line if line.endswith("\n") else line + "\n"))
+            except (ValueError, KeyError, TypeError):
+                break
+    if records:
+        last = records[-1][0]
+        records = [r for r in records if r[0] != last]
+    head = ""
+    if fmt == "csv":
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\r\n").writerow(COLUMNS)
+        head = out.getvalue()
+    return head + "".join(r for _, r in records), {k for k, _ in records}
+
+
 @contextmanager
-def open_output(path, fmt="csv"):
-    """A RowWriter on stdout (``-``) or on ``path`` via ``path.partial``, renamed on success."""
+def open_output(path, fmt="csv", resume=False):
+    """A RowWriter on stdout (``-``) or on ``path`` via ``path.partial``, renamed on success.
+
+    With ``resume``, an existing ``path.partial`` is continued: its whole pages are
+    kept and listed in ``writer.done``.
+    """
     if path in (None, "-"):
+        if resume:
+            raise DataError("--resume needs an output file (-o FILE), not stdout")
         yield RowWriter(sys.stdout, fmt)
         sys.stdout.flush()
         return
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", newline="", encoding="utf-8") as fh:
-        yield RowWriter(fh, fmt)
+    done = set()
+    if resume and partial.is_file():
+        kept, done = _recover(partial, fmt)
+        with open(partial, "w", newline="", encoding="utf-8") as fh:
+            fh.write(kept)
+    with open(partial, "a" if done else "w", newline="", encoding="utf-8") as fh:
+        writer = RowWriter(fh, fmt, header=not done)
+        writer.done = done
+        yield writer
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(partial, path)

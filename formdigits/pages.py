@@ -6,7 +6,6 @@ held in memory at once). Images are normalised to 2-D ``uint8`` grayscale:
 into luminance. Problems raise :class:`PageError` naming the file.
 """
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,17 +133,16 @@ def _check_size(path, frame):
     """Refuse an image whose header says it is over MAX_PIXELS (a decompression bomb)."""
     from PIL import Image
 
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # we judge the size ourselves, below
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                if frame:
-                    im.seek(frame)
-                w, h = im.size
-    except Image.DecompressionBombError:
-        w, h = MAX_PIXELS + 1, 1
+        with Image.open(path) as im:
+            if frame:
+                im.seek(frame)
+            w, h = im.size
     except Exception:  # a header Pillow cannot parse: OpenCV will judge the file
         return
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
     if w * h > MAX_PIXELS:
         raise PageError(f"{path}: {w} x {h} pixels ({w * h / 1e6:.0f} Mpixel) is over the "
                         f"{MAX_PIXELS / 1e6:.0f} Mpixel limit for one page")  # fmt: skip

@@ -46,6 +46,9 @@ class _PageWork:
     image: object = None  # kept only for debug pictures
     error: str = ""
     first_crop: int = 0
+    singles: list = field(default_factory=list)  # indices of crops that are a whole slot's only reading
+    turned: int = 0  # the page was turned this many degrees clockwise to read it
+    task: object = None
     rows: list = field(default_factory=list)
 
 
@@ -75,6 +78,7 @@ class PageTask(NamedTuple):
     params: PreprocessParams
     keep_image: bool
     error: str = ""
+    turn: int = 0  # degrees to turn the page clockwise before reading it
 
 
 def analyse_page(task):
@@ -83,8 +87,8 @@ def analyse_page(task):
     Never raises: a
     page that cannot be read or analysed comes back with ``error`` set.
     """
-    file, number, pdf_dpi, params, keep_image, error = task
-    work = _PageWork(file, number, error=error)
+    file, number, pdf_dpi, params, keep_image, error, _ = task
+    work = _PageWork(file, number, error=error, task=task)
     if error:
         return work
     try:
@@ -96,7 +100,7 @@ def analyse_page(task):
         work.error = f"{file}: {e.strerror or e}"
         return work
     try:
-        layout = analyze(page.image)
+        layout = analyze(page.image, task.turn)
         ink = ink_image(layout.darkness, layout.line_darkness)
         crops = []
         for box in layout.boxes:
@@ -104,8 +108,12 @@ def analyse_page(task):
             work.boxes.append((*layout.original_box(box), box.kind))
             aspects = [[[c.shape[1] / max(c.shape[0], 1) for c in option] for option in slot] for slot in cut.slots]
             work.fields.append((cut.notes, aspects))
-            crops.extend(cut.crops())
+            for slot in cut.slots:
+                if len(slot) == 1 and len(slot[0]) == 1:
+                    work.singles.append(len(crops))  # a crop that is surely one mark: for the orientation check
+                crops.extend(c for option in slot for c in option)
         work.inputs = preprocess_batch(crops, params)[:, 0]
+        work.turned = layout.turned
     except Exception as e:  # a page that breaks the analysis must not stop the batch
         work.boxes, work.fields = [], []
         work.error = f"{file}: page {number}: analysis failed: {type(e).__name__}: {e}"
@@ -150,6 +158,27 @@ def _choose(options, probs, j, reject):
     return best, j
 
 
+ORIENTATION_SAMPLE = 64  # at most this many crops of a page are read a second time, turned 180 degrees
+
+
+def _reads_better_turned(clf, probs, x):
+    """Do a page's digits read clearly better turned 180 degrees (the page is upside down)?
+
+    Compares the log-probability of the best digit for each crop as it is and
+    turned round: upright digits lose when turned (a 7 turned is no digit),
+    upside-down ones gain. Clearly = the mean gain is positive and at least 1.5
+    standard errors from zero (on upright pages it is negative, 1.8 to 4.4
+    standard errors; on upside-down ones positive, 2.3 to 3.7).
+    """
+    if len(x) < 8:
+        return False
+    digits = [i for i, label in enumerate(clf.labels) if label != REJECT]
+    turned = clf.predict(np.ascontiguousarray(x[:, :, ::-1, ::-1]))
+    best = lambda p: np.log(np.maximum(p[:, digits].max(1), 1e-6))  # noqa: E731
+    gain = best(turned) - best(probs)
+    return gain.mean() > 0 and gain.mean() > 1.5 * gain.std(ddof=1) / np.sqrt(len(gain))
+
+
 def _rows(work, probs, labels, min_confidence):
     if work.error:
         return [Row(work.file, work.page, error=work.error)]
@@ -185,24 +214,27 @@ def _rows(work, probs, labels, min_confidence):
     return rows
 
 
-def plan_pages(paths, pdf_dpi="auto", params=None, keep_images=False):
-    """One :class:`PageTask` per page of every file; an unusable file is one task carrying its error."""
+def plan_pages(paths, pdf_dpi="auto", params=None, keep_images=False, skip=frozenset()):
+    """One :class:`PageTask` per page of every file; an unusable file is one task carrying its error.
+
+    Pages whose ``(file, page)`` is in ``skip`` (done in an earlier, interrupted run) are left out.
+    """
     for path in paths:
         try:
-            n = count_pages(path)
+            numbers = range(1, count_pages(path) + 1)
+            error = ""
         except PageError as e:
-            yield PageTask(str(path), 1, pdf_dpi, params, keep_images, str(e))
-            continue
+            numbers, error = [1], str(e)
         except OSError as e:
-            yield PageTask(str(path), 1, pdf_dpi, params, keep_images, f"{path}: {e.strerror or e}")
-            continue
-        for number in range(1, n + 1):
-            yield PageTask(str(path), number, pdf_dpi, params, keep_images)
+            numbers, error = [1], f"{path}: {e.strerror or e}"
+        for number in numbers:
+            if (str(path), number) not in skip:
+                yield PageTask(str(path), number, pdf_dpi, params, keep_images, error)
 
 
 def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=DEFAULT_MIN_CONFIDENCE,
               pdf_dpi="auto", classifier=None, on_page=None, keep_images=False, workers=0,
-              page_timeout=DEFAULT_PAGE_TIMEOUT):  # fmt: skip
+              page_timeout=DEFAULT_PAGE_TIMEOUT, skip=frozenset()):  # fmt: skip
     """Yield one analysed page (``work.rows`` filled in) at a time, in input order.
 
     Pages are read and analysed by ``workers`` processes (0: in this process);
@@ -210,16 +242,25 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
     ``on_page(file, page)`` is called as each page is analysed (progress bars);
     ``keep_images`` keeps each page's image on ``work.image`` (debug pictures).
     With workers, a page that takes longer than ``page_timeout`` seconds or
-    crashes its worker process gets an error row; the batch goes on.
+    crashes its worker process gets an error row; the batch goes on. Pages
+    in ``skip`` (``(file, page)`` pairs) are not read at all.
     """
     clf = classifier or Classifier(model, device=device, batch_size=batch_size)
-    tasks = plan_pages(paths, pdf_dpi, clf.params, keep_images)
+    tasks = plan_pages(paths, pdf_dpi, clf.params, keep_images, skip)
     pending, inputs = [], []
 
     def flush():
-        probs = clf.predict(np.concatenate(inputs)[:, None]) if inputs else None
+        x = np.concatenate(inputs)[:, None] if inputs else None
+        probs = clf.predict(x) if inputs else None
         for work in pending:
-            work.rows = _rows(work, probs, clf.labels, min_confidence)
+            i = work.first_crop + np.array(work.singles[:ORIENTATION_SAMPLE], int)
+            if len(i) and work.task.turn == 0 and _reads_better_turned(clf, probs[i], x[i]):
+                # upside down: read it again here, turned round (rare, so not worth a worker's round trip)
+                work = analyse_page(work.task._replace(turn=(work.turned + 180) % 360))
+                work.rows = _rows(work, clf.predict(work.inputs[:, None]), clf.labels, min_confidence)
+            else:
+                work.rows = _rows(work, probs, clf.labels, min_confidence)
+            work.inputs = None
             yield work
         pending.clear()
         inputs.clear()
@@ -227,12 +268,12 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
     n_inputs = 0
     for task, work in ordered_map(analyse_page, tasks, workers, page_timeout, initializer=_init_worker):
         if isinstance(work, WorkerFailure):
-            work = _PageWork(task.file, task.page, error=f"{task.file}: page {task.page}: {work.message}")
+            work = _PageWork(task.file, task.page, error=f"{task.file}: page {task.page}: {work.message}", task=task)
         if work.inputs is not None and len(work.inputs):
             work.first_crop = n_inputs
             inputs.append(work.inputs)
             n_inputs += len(work.inputs)
-        work.inputs = None
+            work.inputs = None
         pending.append(work)
         if on_page:
             on_page(work.file, work.page)

@@ -1,0 +1,76 @@
+"""Where a page's time goes: each stage of the scan timed on its own, one core, in milliseconds per page.
+
+    python benchmarks/stages.py /tmp/fd-bench [--limit 20]
+
+Runs the pipeline's own functions stage by stage over the pages of a folder,
+with OpenCV on one thread (as in a worker process): decode, deskew (darkness,
+skew angle, rotation), boxes, segmentation, preprocessing, inference (ONNX
+Runtime, one thread, batches of 256), rows and CSV writing. Prints one JSON
+object. For a whole-program view, ``py-spy record -o profile.svg --subprocesses
+-- formdigits scan ...`` shows the same split in the workers.
+"""
+
+import argparse
+import io
+import json
+import platform
+import time
+from collections import Counter
+
+import cv2
+
+from formdigits.classifier import Classifier
+from formdigits.layout import darkness, estimate_skew, find_boxes, line_mask
+from formdigits.output import RowWriter
+from formdigits.pages import count_pages, read_page
+from formdigits.pipeline import _PageWork, _rows, expand_paths
+from formdigits.preprocess import preprocess_batch
+from formdigits.segment import cut_field, ink_image
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder")
+    ap.add_argument("--limit", type=int, default=0, help="at most this many pages")
+    a = ap.parse_args()
+    cv2.setNumThreads(1)
+    clf = Classifier(threads=1)
+    tasks = [(f, n) for f in expand_paths([a.folder], recursive=True) for n in range(1, count_pages(f) + 1)]
+    tasks = tasks[: a.limit or None]
+    ms, crops_total = Counter(), 0
+
+    def timed(stage, fn, *args):
+        t = time.perf_counter()
+        out = fn(*args)
+        ms[stage] += 1000 * (time.perf_counter() - t)
+        return out
+
+    for f, n in tasks:
+        page = timed("decode", read_page, f, n)
+        dark = timed("deskew", darkness, page.image)
+        angle = timed("deskew", estimate_skew, timed("deskew", line_mask, dark))
+        matrix = cv2.getRotationMatrix2D((dark.shape[1] / 2, dark.shape[0] / 2), angle, 1.0)
+        if abs(angle) >= 0.05:
+            dark = timed("deskew", cv2.warpAffine, dark, matrix, dark.shape[::-1], None, cv2.INTER_LINEAR, 0, 0)
+        boxes, level = timed("boxes", find_boxes, dark)
+        ink = timed("segmentation", ink_image, dark, level)
+        cuts = [timed("segmentation", cut_field, ink, b) for b in boxes]
+        crops = [c for cut in cuts for c in cut.crops()]
+        crops_total += len(crops)
+        x = timed("preprocessing", preprocess_batch, crops, clf.params)
+        probs = timed("inference", clf.predict, x)
+        work = _PageWork(f, n, [(b.x, b.y, b.w, b.h, b.kind) for b in boxes],
+                         [(c.notes, [[[p.shape[1] / p.shape[0] for p in o] for o in s] for s in c.slots]) for c in cuts])  # fmt: skip
+        rows = timed("rows", _rows, work, probs, clf.labels, 0.9)
+        writer = RowWriter(io.StringIO(), "csv")
+        for r in rows:
+            timed("writing", writer.write, r)
+    pages = len(tasks)
+    per_page = {k: round(v / pages, 1) for k, v in ms.items()}
+    print(json.dumps({"pages": pages, "crops_per_page": round(crops_total / pages), "ms_per_page": per_page,
+                      "total_ms_per_page": round(sum(ms.values()) / pages, 1),
+                      "cpu": platform.processor() or platform.machine()}, indent=1))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
