@@ -114,11 +114,12 @@ def scan(paths, output, fmt, recursive, model, device, batch_size, min_confidenc
     from .debug import write_debug
     from .output import open_output
     from .parallel import available_cores
-    from .pipeline import expand_paths, iter_scan
+    from .pipeline import expand_paths, iter_scan, quiet_opencv
 
     files = expand_paths(paths, recursive)
     if not files:
         raise click.UsageError("no image files found in the given PATHS")
+    quiet_opencv()
     if workers is None:
         workers = available_cores()
     # the workers keep the cores busy with pages; inference here gets what is left, at least one thread
@@ -141,7 +142,7 @@ def scan(paths, output, fmt, recursive, model, device, batch_size, min_confidenc
     try:
         with open_output(output, fmt, resume) as writer:
             if writer.done and not quiet:
-                click.echo(f"formdigits: resuming {output}: {len(writer.done)} pages already done", err=True)
+                click.echo(f"formdigits: resuming {output}: {writer.done.total()} pages already done", err=True)
             for work in iter_scan(files, classifier=clf, min_confidence=min_confidence, pdf_dpi=pdf_dpi,
                                   on_page=on_page, keep_images=bool(debug_dir), workers=workers,
                                   page_timeout=page_timeout, skip=writer.done):  # fmt: skip

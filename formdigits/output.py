@@ -13,6 +13,7 @@ import io
 import json
 import os
 import sys
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,13 +63,13 @@ def spreadsheet_safe(text):
 
 
 class RowWriter:
-    """Writes rows as CSV (with a header) or JSON Lines; ``done`` holds (file, page) already written."""
+    """Writes rows as CSV (with a header) or JSON Lines; ``done`` counts the pages already written."""
 
     def __init__(self, fh, fmt, header=True):
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
         self.fh, self.fmt = fh, fmt
-        self.done = set()
+        self.done = Counter()  # (file, page) -> times already written
         if fmt == "csv":
             self._csv = csv.writer(fh, lineterminator="\r\n")
             if header:
@@ -90,7 +91,7 @@ def _unquote(cell):
 
 
 def _recover(partial, fmt):
-    """Whole pages in an interrupted output, as ``(kept text, {(file, page), ...})``.
+    """Whole pages in an interrupted output, as ``(kept text, Counter of (file, page))``.
 
     Records are read up to the first damaged one; the last page read is dropped
     as it may be incomplete (rows are written page by page, in order).
@@ -118,15 +119,19 @@ def _recover(partial, fmt):
                 records.append(((d["file"], int(d["page"])), line if line.endswith("\n") else line + "\n"))
             except (ValueError, KeyError, TypeError):
                 break
-    if records:
-        last = records[-1][0]
-        records = [r for r in records if r[0] != last]
+    groups = []  # (key, text) per page: runs of rows of one page (a file listed twice has two runs)
+    for key, text in records:
+        if groups and groups[-1][0] == key:
+            groups[-1] = (key, groups[-1][1] + text)
+        else:
+            groups.append((key, text))
+    groups = groups[:-1]  # the last page may have been cut short
     head = ""
     if fmt == "csv":
         out = io.StringIO()
         csv.writer(out, lineterminator="\r\n").writerow(COLUMNS)
         head = out.getvalue()
-    return head + "".join(r for _, r in records), {k for k, _ in records}
+    return head + "".join(text for _, text in groups), Counter(key for key, _ in groups)
 
 
 @contextmanager
@@ -144,7 +149,7 @@ def open_output(path, fmt="csv", resume=False):
         return
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
-    done = set()
+    done = Counter()
     if resume and partial.is_file():
         kept, done = _recover(partial, fmt)
         with open(partial, "w", newline="", encoding="utf-8") as fh:

@@ -16,6 +16,7 @@ no ink at all.
 import math
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -46,7 +47,7 @@ class _PageWork:
     image: object = None  # kept only for debug pictures
     error: str = ""
     first_crop: int = 0
-    singles: list = field(default_factory=list)  # indices of crops that are a whole slot's only reading
+    singles: list = field(default_factory=list)  # indices of each slot's whole-ink crop
     turned: int = 0  # the page was turned this many degrees clockwise to read it
     task: object = None
     rows: list = field(default_factory=list)
@@ -109,8 +110,8 @@ def analyse_page(task):
             aspects = [[[c.shape[1] / max(c.shape[0], 1) for c in option] for option in slot] for slot in cut.slots]
             work.fields.append((cut.notes, aspects))
             for slot in cut.slots:
-                if len(slot) == 1 and len(slot[0]) == 1:
-                    work.singles.append(len(crops))  # a crop that is surely one mark: for the orientation check
+                if slot:
+                    work.singles.append(len(crops))  # the slot's ink read whole: for the orientation check
                 crops.extend(c for option in slot for c in option)
         work.inputs = preprocess_batch(crops, params)[:, 0]
         work.turned = layout.turned
@@ -124,6 +125,12 @@ def analyse_page(task):
 
 def _init_worker():
     cv2.setNumThreads(1)  # one page per process: no thread pools fighting over the cores
+    quiet_opencv()
+
+
+def quiet_opencv():
+    """OpenCV logs its decoders' complaints to stderr; the scan reports unreadable files itself."""
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 ASPECT = np.array([0.8] * 10)  # typical width / height of each handwritten digit (MNIST)
@@ -214,11 +221,13 @@ def _rows(work, probs, labels, min_confidence):
     return rows
 
 
-def plan_pages(paths, pdf_dpi="auto", params=None, keep_images=False, skip=frozenset()):
+def plan_pages(paths, pdf_dpi="auto", params=None, keep_images=False, skip=None):
     """One :class:`PageTask` per page of every file; an unusable file is one task carrying its error.
 
-    Pages whose ``(file, page)`` is in ``skip`` (done in an earlier, interrupted run) are left out.
+    ``skip`` counts pages done in an earlier, interrupted run, by ``(file, page)``:
+    that many of their first appearances are left out.
     """
+    skip = Counter(skip or ())
     for path in paths:
         try:
             numbers = range(1, count_pages(path) + 1)
@@ -228,13 +237,15 @@ def plan_pages(paths, pdf_dpi="auto", params=None, keep_images=False, skip=froze
         except OSError as e:
             numbers, error = [1], f"{path}: {e.strerror or e}"
         for number in numbers:
-            if (str(path), number) not in skip:
-                yield PageTask(str(path), number, pdf_dpi, params, keep_images, error)
+            if skip.get((str(path), number), 0) > 0:
+                skip[(str(path), number)] -= 1  # done once already (a file may be listed twice)
+                continue
+            yield PageTask(str(path), number, pdf_dpi, params, keep_images, error)
 
 
 def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=DEFAULT_MIN_CONFIDENCE,
               pdf_dpi="auto", classifier=None, on_page=None, keep_images=False, workers=0,
-              page_timeout=DEFAULT_PAGE_TIMEOUT, skip=frozenset()):  # fmt: skip
+              page_timeout=DEFAULT_PAGE_TIMEOUT, skip=None):  # fmt: skip
     """Yield one analysed page (``work.rows`` filled in) at a time, in input order.
 
     Pages are read and analysed by ``workers`` processes (0: in this process);
@@ -243,7 +254,7 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
     ``keep_images`` keeps each page's image on ``work.image`` (debug pictures).
     With workers, a page that takes longer than ``page_timeout`` seconds or
     crashes its worker process gets an error row; the batch goes on. Pages
-    in ``skip`` (``(file, page)`` pairs) are not read at all.
+    counted in ``skip`` (see ``plan_pages``) are not read at all.
     """
     clf = classifier or Classifier(model, device=device, batch_size=batch_size)
     tasks = plan_pages(paths, pdf_dpi, clf.params, keep_images, skip)

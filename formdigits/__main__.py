@@ -1,0 +1,5 @@
+"""``python -m formdigits`` = the ``formdigits`` command."""
+
+from .cli import main
+
+main()

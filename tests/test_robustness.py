@@ -1,0 +1,239 @@
+"""Bad and hostile input, interrupted runs, crashing workers: the batch goes on, nothing is lost."""
+
+import csv
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from formdigits.cli import main
+from formdigits.layout import analyze
+from formdigits.pages import MAX_PIXELS, PageError, count_pages, read_page
+from formdigits.parallel import WorkerFailure, ordered_map
+
+
+def _png_header_only(w, h):
+    """A PNG whose header claims w x h pixels, with almost no data behind it."""
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))  # noqa: E731
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    good = tmp_path / "good.png"
+    page = np.full((400, 600), 250, np.uint8)
+    cv2.rectangle(page, (100, 100), (400, 180), 0, 3)
+    cv2.putText(page, "4", (200, 165), cv2.FONT_HERSHEY_SIMPLEX, 2.0, 0, 5)
+    cv2.imwrite(str(good), page)
+    data = good.read_bytes()
+    files = {
+        "empty.png": (b"", "empty file (0 bytes)"),
+        "truncated.png": (data[: len(data) // 2], "not a readable image"),
+        "text.png": (b"hello, world\n", "not a supported image"),
+        "anim.gif": (b"GIF89a" + bytes(40), "not a supported image"),
+        "bomb.png": (_png_header_only(100_000, 100_000), "over the 150 Mpixel limit"),
+    }
+    for name, (content, _) in files.items():
+        (tmp_path / name).write_bytes(content)
+    (tmp_path / "folder.png").mkdir()
+    expected = {name: fragment for name, (_, fragment) in files.items()}
+    expected["folder.png"] = "is a directory"
+    expected["missing.png"] = "no such file"
+    return tmp_path, good, expected
+
+
+def test_each_bad_file_gets_one_error_row_and_the_batch_goes_on(bad_files):
+    folder, good, expected = bad_files
+    paths = [str(folder / name) for name in sorted(expected)] + [str(good)]
+    result = CliRunner().invoke(main, ["scan", "-", "--workers", "0"], input="\n".join(paths) + "\n")
+    assert result.exit_code == 1
+    rows = list(csv.DictReader(result.stdout.splitlines()))
+    errors = {os.path.basename(r["file"]): r["error"] for r in rows if r["status"] == "error"}
+    assert set(errors) == set(expected)
+    for name, fragment in expected.items():
+        assert fragment in errors[name] and name in errors[name], (name, errors[name])
+    good_rows = [r for r in rows if r["file"] == str(good)]
+    assert [(r["value"], r["status"]) for r in good_rows] == [("4", "ok")]
+    for name in expected:  # the summary lists every failed file
+        assert f"failed: {folder / name}" in result.stderr
+
+
+def test_unreadable_file_is_an_error_row(tmp_path, monkeypatch):
+    import formdigits.pages
+
+    f = tmp_path / "locked.png"
+    f.write_bytes(_png_header_only(10, 10))
+    f.chmod(0)
+    if os.geteuid() == 0:  # root reads it anyway: make the open fail as it does for everyone else
+
+        def refuse(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(formdigits.pages, "open", refuse, raising=False)
+    with pytest.raises(PageError, match="locked.png: cannot read: Permission denied"):
+        count_pages(f)
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
+    f = tmp_path / "bomb.png"
+    f.write_bytes(_png_header_only(50_000, 40_000))
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded a decompression bomb"))
+    with pytest.raises(PageError, match=r"50000 x 40000 pixels \(2000 Mpixel\) is over the 150 Mpixel limit"):
+        read_page(f, 1)
+    assert MAX_PIXELS == 150_000_000  # the documented limit (README)
+
+
+def _hostile_images():
+    rng = np.random.default_rng(0)
+    photo = cv2.resize(cv2.GaussianBlur(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8), (0, 0), 2), (500, 400))
+    return {
+        "noise": rng.integers(0, 256, (600, 500), dtype=np.uint8),
+        "black": np.zeros((300, 200), np.uint8),
+        "white": np.full((300, 200), 255, np.uint8),
+        "one-pixel": np.zeros((1, 1), np.uint8),
+        "16-bit": rng.integers(0, 65535, (300, 200)).astype(np.uint16),
+        "alpha": np.dstack([photo, np.full(photo.shape[:2], 100, np.uint8)]),
+        "photo": photo,
+    }
+
+
+def test_hostile_images_give_no_fields_and_no_crash(tmp_path):
+    from PIL import Image
+
+    for name, img in _hostile_images().items():
+        cv2.imwrite(str(tmp_path / f"{name}.png"), img)
+    photo = Image.fromarray(_hostile_images()["photo"][:, :, ::-1])
+    photo.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    photo.convert("P").save(tmp_path / "palette.png")
+    result = CliRunner().invoke(main, ["scan", str(tmp_path), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1:] == []  # read fine, and no form on them: no rows at all
+
+
+def test_pages_on_their_side_or_upside_down_are_read_the_right_way_up(tmp_path):
+    page = np.full((500, 700), 250, np.uint8)
+    for i, text in enumerate(["4701", "2593", "8364"]):
+        y = 60 + 140 * i
+        cv2.rectangle(page, (60, y), (560, y + 90), 0, 3)
+        cv2.putText(page, text, (120, y + 72), cv2.FONT_HERSHEY_SIMPLEX, 2.2, 0, 6)
+    turns = {"0": None, "90": cv2.ROTATE_90_CLOCKWISE, "180": cv2.ROTATE_180, "270": cv2.ROTATE_90_COUNTERCLOCKWISE}
+    for name, code in turns.items():
+        cv2.imwrite(str(tmp_path / f"turned{name}.png"), page if code is None else cv2.rotate(page, code))
+    result = CliRunner().invoke(main, ["scan", str(tmp_path), "--workers", "0"])
+    rows = list(csv.DictReader(result.stdout.splitlines()))
+    by_file = {}
+    for r in rows:
+        by_file.setdefault(os.path.basename(r["file"]), []).append(r)
+    upright = [r["value"] for r in by_file["turned0.png"]]
+    assert upright == ["4701", "2593", "8364"]
+    for name in turns:
+        assert [r["value"] for r in by_file[f"turned{name}.png"]] == upright, name
+    # boxes are reported in the pixels of the page as scanned
+    r = by_file["turned180.png"][0]
+    assert abs(int(r["x"]) - (700 - 560)) <= 3 and abs(int(r["y"]) - (500 - 150)) <= 3
+    assert analyze(cv2.rotate(page, cv2.ROTATE_90_CLOCKWISE)).turned == 90
+
+
+def _sleep_or_die(task):
+    if task == "die":
+        os._exit(3)  # a worker killed mid-page
+    time.sleep(task)
+    return task
+
+
+def test_a_crashed_or_hung_worker_costs_only_its_own_task():
+    tasks = [0, 0.01, "die", 0, 30, 0.01, 0]
+    results = list(ordered_map(_sleep_or_die, tasks, workers=2, timeout=3))
+    assert [t for t, _ in results] == tasks  # every task, in order
+    failed = {i: r.message for i, (_, r) in enumerate(results) if isinstance(r, WorkerFailure)}
+    assert set(failed) == {2, 4}
+    assert "crashed" in failed[2] and "time limit" in failed[4]
+    assert [r for i, (_, r) in enumerate(results) if i not in failed] == [0, 0.01, 0, 0.01, 0]
+
+
+def test_five_hundred_page_pdf_is_read_page_by_page(tmp_path):
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument.new()
+    for _ in range(500):
+        pdf.new_page(144, 144)
+    pdf.save(str(tmp_path / "long.pdf"))
+    pdf.close()
+    assert count_pages(tmp_path / "long.pdf") == 500
+    result = CliRunner().invoke(main, ["scan", str(tmp_path / "long.pdf"), "--workers", "0", "--pdf-dpi", "72"])
+    assert result.exit_code == 0 and "500 pages" in result.stderr
+
+
+def test_damaged_pdf_is_an_error_row(tmp_path):
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument.new()
+    pdf.new_page(200, 200)
+    pdf.save(str(tmp_path / "ok.pdf"))
+    data = (tmp_path / "ok.pdf").read_bytes()
+    (tmp_path / "damaged.pdf").write_bytes(data[:40])
+    result = CliRunner().invoke(main, ["scan", str(tmp_path / "damaged.pdf"), "--workers", "0"])
+    assert result.exit_code == 1 and "damaged.pdf: not a readable PDF" in result.stdout
+
+
+def _pages_in(path):
+    try:
+        return len({(r["file"], r["page"]) for r in csv.DictReader(path.read_text().splitlines())})
+    except (OSError, csv.Error, KeyError):
+        return 0
+
+
+def test_resume_after_a_killed_run_gives_the_same_csv(tmp_path):
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    files = [str(p) for p in sorted(samples.iterdir()) if p.suffix != ".csv"] * 3  # 21 pages
+    listing = "\n".join(files) + "\n"
+    full, cut = tmp_path / "full.csv", tmp_path / "cut.csv"
+    scan = [sys.executable, "-m", "formdigits", "scan", "-", "--workers", "0", "-q"]
+    subprocess.run([*scan, "-o", str(full)], input=listing, text=True, check=True)
+
+    proc = subprocess.Popen([*scan, "-o", str(cut)], stdin=subprocess.PIPE, text=True)
+    proc.stdin.write(listing)
+    proc.stdin.close()
+    partial = tmp_path / "cut.csv.partial"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and _pages_in(partial) < 3:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    os.kill(proc.pid, signal.SIGKILL)  # no clean-up of any kind: as a crash or a power cut
+    proc.wait()
+    assert not cut.exists() and 3 <= _pages_in(partial) < _pages_in(full)
+
+    resumed = subprocess.run([*scan, "-o", str(cut), "--resume"], input=listing, text=True, capture_output=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert cut.read_bytes() == full.read_bytes()
+    assert not partial.exists()
+
+
+def test_resume_keeps_whole_pages_only(tmp_path):
+    from formdigits.output import Row, open_output
+
+    out = tmp_path / "o.csv"
+    with pytest.raises(KeyboardInterrupt), open_output(out) as w:
+        for page in (1, 2, 3):
+            w.write(Row("a.png", page, 1, value="12", status="ok"))
+            w.write(Row("a.png", page, 2, value="34", status="ok"))
+            w.flush()
+        raise KeyboardInterrupt
+    partial = tmp_path / "o.csv.partial"
+    partial.write_bytes(partial.read_bytes()[:-7])  # the last row cut short, as by a crash mid-write
+    with open_output(out, resume=True) as w:
+        assert w.done == {("a.png", 1): 1, ("a.png", 2): 1}  # page 3 is read again
+        w.write(Row("a.png", 3, 1, value="99", status="ok"))
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert [(r["page"], r["field"], r["value"]) for r in rows] == [
+        ("1", "1", "12"), ("1", "2", "34"), ("2", "1", "12"), ("2", "2", "34"), ("3", "1", "99")]  # fmt: skip
