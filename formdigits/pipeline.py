@@ -165,7 +165,7 @@ def _choose(options, probs, j, reject):
     return best, j
 
 
-ORIENTATION_SAMPLE = 64  # at most this many crops of a page are read a second time, turned 180 degrees
+ORIENTATION_SAMPLE = 32  # at most this many crops of a page are read a second time, turned 180 degrees
 
 
 def _reads_better_turned(clf, probs, x):
