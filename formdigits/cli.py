@@ -104,7 +104,17 @@ def scan(paths, output, fmt, recursive, model, device, batch_size, min_confidenc
     One row per field, in reading order:
       file,page,field,x,y,w,h,value,confidence,digit_confidences,status,error
     status is ok, review (check it by hand), empty or error (page unreadable).
-    Exit code 0 when every page was read, 1 when some page failed.
+    Exit code 0 when every page was read, 1 when some page failed (every
+    other page is still read and written), 130 when interrupted.
+
+    Pages scanned on their side or upside down are turned and read. Pages
+    over 150 Mpixel are refused before decoding.
+
+    \b
+    Examples:
+      formdigits scan forms/*.png -o out.csv
+      find scans -name '*.tif' | formdigits scan - -o out.csv
+      formdigits scan - -o out.csv --resume < list.txt   # after a crash or Ctrl-C
     """
     import time
 

@@ -164,6 +164,8 @@ def _open_pdf(path):
     try:
         return pdfium.PdfDocument(str(path))
     except pdfium.PdfiumError as e:
+        if "password" in str(e).lower():
+            raise PageError(f"{path}: not a readable PDF: it is encrypted (password protected)") from None
         raise PageError(f"{path}: not a readable PDF ({e})") from None
 
 

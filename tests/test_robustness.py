@@ -174,6 +174,13 @@ def test_five_hundred_page_pdf_is_read_page_by_page(tmp_path):
     assert result.exit_code == 0 and "500 pages" in result.stderr
 
 
+def test_encrypted_pdf_is_an_error_row():
+    # tests/data/encrypted.pdf: one blank page, AES-256, user password "secret" (made with qpdf --encrypt)
+    f = Path(__file__).resolve().parent / "data" / "encrypted.pdf"
+    with pytest.raises(PageError, match=r"encrypted.pdf: not a readable PDF: it is encrypted \(password protected\)"):
+        count_pages(f)
+
+
 def test_damaged_pdf_is_an_error_row(tmp_path):
     import pypdfium2 as pdfium
 
