@@ -175,12 +175,15 @@ def main():
     if rc not in (0, 1):
         sys.exit(f"scan failed: {err}")
     preds = read_rows(csv_out)
-    scanned_pages = len({(r["file"], r["page"]) for r in preds}) if not a.repeat else sum(
-        pages_per_file[f] for f in listing)  # fmt: skip
+    scanned_pages = sum(pages_per_file[f] for f in listing)
+    # every generated page has fields, so each page is one run of rows: count them (lost pages show)
+    runs = sum(1 for i, r in enumerate(preds) if i == 0 or (r["file"], r["page"]) != (preds[i - 1]["file"],
+                                                                                     preds[i - 1]["page"]))  # fmt: skip
     decode, _ = decode_floor(files, workers)
     decode_1, _ = decode_floor(files, 0)
     result = {
-        "pages": scanned_pages, "files": len(listing), "workers": workers,
+        "pages": scanned_pages, "pages_in_output": runs, "error_rows": sum(r["status"] == "error" for r in preds),
+        "files": len(listing), "workers": workers,
         "scan_seconds": round(took, 2), "pages_per_s": round(scanned_pages / took, 2),
         "digits_per_s": round(sum(len(r["value"]) for r in preds) / took),
         "decode_seconds_same_processes": round(decode * scanned_pages / n_pages, 2),
