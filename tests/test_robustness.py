@@ -36,7 +36,9 @@ def bad_files(tmp_path):
     cv2.putText(page, "4", (200, 165), cv2.FONT_HERSHEY_SIMPLEX, 2.0, 0, 5)
     cv2.imwrite(str(good), page)
     data = good.read_bytes()
+    ok, jpeg = cv2.imencode(".jpg", page)
     files = {
+        "truncated.jpg": (jpeg.tobytes()[: len(jpeg) // 3], "not a readable image"),
         "empty.png": (b"", "empty file (0 bytes)"),
         "truncated.png": (data[: len(data) // 2], "not a readable image"),
         "text.png": (b"hello, world\n", "not a supported image"),
