@@ -47,7 +47,7 @@ class _PageWork:
     image: object = None  # kept only for debug pictures
     error: str = ""
     first_crop: int = 0
-    singles: list = field(default_factory=list)  # indices of each slot's whole-ink crop
+    whole_crops: list = field(default_factory=list)  # index of each slot's first crop: its ink read whole
     turned: int = 0  # the page was turned this many degrees clockwise to read it
     task: object = None
     rows: list = field(default_factory=list)
@@ -85,15 +85,14 @@ class PageTask(NamedTuple):
 def analyse_page(task):
     """Worker: read one page, find its fields, cut and preprocess its digits.
 
-    Never raises: a
-    page that cannot be read or analysed comes back with ``error`` set.
+    Never raises: a page that cannot be read or analysed comes back with ``error`` set.
     """
-    file, number, pdf_dpi, params, keep_image, error, _ = task
-    work = _PageWork(file, number, error=error, task=task)
-    if error:
+    file, number = task.file, task.page
+    work = _PageWork(file, number, error=task.error, task=task)
+    if task.error:
         return work
     try:
-        page = read_page(file, number, pdf_dpi)
+        page = read_page(file, number, task.pdf_dpi)
     except PageError as e:
         work.error = str(e)
         return work
@@ -111,14 +110,14 @@ def analyse_page(task):
             work.fields.append((cut.notes, aspects))
             for slot in cut.slots:
                 if slot:
-                    work.singles.append(len(crops))  # the slot's ink read whole: for the orientation check
+                    work.whole_crops.append(len(crops))  # the slot's ink read whole: for the orientation check
                 crops.extend(c for option in slot for c in option)
-        work.inputs = preprocess_batch(crops, params)[:, 0]
+        work.inputs = preprocess_batch(crops, task.params)[:, 0]
         work.turned = layout.turned
     except Exception as e:  # a page that breaks the analysis must not stop the batch
         work.boxes, work.fields = [], []
         work.error = f"{file}: page {number}: analysis failed: {type(e).__name__}: {e}"
-    if keep_image:
+    if task.keep_image:
         work.image = page.image
     return work
 
@@ -264,7 +263,7 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
         x = np.concatenate(inputs)[:, None] if inputs else None
         probs = clf.predict(x) if inputs else None
         for work in pending:
-            i = work.first_crop + np.array(work.singles[:ORIENTATION_SAMPLE], int)
+            i = work.first_crop + np.array(work.whole_crops[:ORIENTATION_SAMPLE], int)
             if len(i) and work.task.turn == 0 and _reads_better_turned(clf, probs[i], x[i]):
                 # upside down: read it again here, turned round (rare, so not worth a worker's round trip)
                 work = analyse_page(work.task._replace(turn=(work.turned + 180) % 360))
