@@ -11,7 +11,7 @@ flight with it are re-run one at a time, so the culprit is found exactly.
 import multiprocessing
 import os
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -44,7 +44,12 @@ class _Pool:
             workers, initializer, initargs = self.args
             # spawn: workers start clean (no copied ONNX Runtime threads or locks), on every OS alike
             self.executor = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), initializer, initargs)
-        return self.executor.submit(func, task)
+        try:
+            return self.executor.submit(func, task)
+        except BrokenProcessPool as e:  # a worker died since the last submit: fail this one the same way
+            future = Future()
+            future.set_exception(e)
+            return future
 
     def kill(self):
         """Stop every worker now (a hung one included) and forget the pool."""

@@ -246,3 +246,39 @@ def test_resume_keeps_whole_pages_only(tmp_path):
     rows = list(csv.DictReader(out.read_text().splitlines()))
     assert [(r["page"], r["field"], r["value"]) for r in rows] == [
         ("1", "1", "12"), ("1", "2", "34"), ("2", "1", "12"), ("2", "2", "34"), ("3", "1", "99")]  # fmt: skip
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(c) for c in fh.read().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="finds the worker process through Linux /proc")
+def test_killing_a_worker_mid_run_costs_at_most_its_page(tmp_path):
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    files = [str(p) for p in sorted(samples.iterdir()) if p.suffix != ".csv"] * 2  # 14 pages
+    out = tmp_path / "out.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "formdigits", "scan", "-", "--workers", "1", "-q", "-o", str(out)],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc.stdin.write("\n".join(files) + "\n")
+    proc.stdin.close()
+    partial, deadline, killed = tmp_path / "out.csv.partial", time.time() + 120, None
+    while time.time() < deadline and proc.poll() is None and killed is None:
+        workers = [c for c in _children(proc.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+        if workers and _pages_in(partial) >= 2:
+            killed = workers[0]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.02)
+    assert killed, "no worker process to kill before the run ended"
+    proc.wait()
+    stderr = proc.stderr.read()
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    keys = [(r["file"], r["page"]) for r in rows]
+    runs = [k for i, k in enumerate(keys) if i == 0 or k != keys[i - 1]]
+    assert len(runs) == 14  # every page of every file listed has its rows (a run of them), in order
+    errors = [r for r in rows if r["status"] == "error"]
+    assert len(errors) <= 1 and all("worker process reading it crashed" in r["error"] for r in errors), errors
+    assert proc.returncode == (1 if errors else 0), stderr
