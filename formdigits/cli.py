@@ -71,7 +71,12 @@ def main():
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-o", "--output", default="-", show_default=True, help="CSV/JSONL file to write, or - for stdout. "
               "A file is written as OUTPUT.partial and renamed when the run completes.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "wide"]), default="csv", show_default=True,
+              help="csv: one row per field; jsonl: the same as JSON Lines; wide: one row per page, a column per "
+                   "template field (needs --template).")
+@click.option("-t", "--template", "templates", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="Read exactly the fields of this form template (from `formdigits template`), named and checked "
+                   "against its rules. Repeat for several forms: each page gets the one it matches best.")
 @click.option("-r", "--recursive", is_flag=True, help="Scan folders given as PATHS recursively.")
 @click.option("--model", type=click.Path(dir_okay=False), help="Exported ONNX model [default: the shipped model].")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
@@ -92,8 +97,8 @@ def main():
               "OUTPUT.partial and read only the rest.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, device line or summary.")
 @library_errors
-def scan(paths, output, fmt, recursive, model, device, batch_size, min_confidence, pdf_dpi, workers, page_timeout,
-         debug_dir, resume, quiet):  # fmt: skip
+def scan(paths, output, fmt, templates, recursive, model, device, batch_size, min_confidence, pdf_dpi, workers,
+         page_timeout, debug_dir, resume, quiet):  # fmt: skip
     """Read the handwritten digits in the boxes of scanned forms into CSV.
 
     PATHS are image files (PNG, JPEG, BMP, TIFF incl. multi-page, PDF),
@@ -125,10 +130,15 @@ def scan(paths, output, fmt, recursive, model, device, batch_size, min_confidenc
     from .output import open_output
     from .parallel import available_cores
     from .pipeline import expand_paths, iter_scan, quiet_opencv
+    from .template import load as load_template
 
     files = expand_paths(paths, recursive)
     if not files:
         raise click.UsageError("no image files found in the given PATHS")
+    if fmt == "wide" and not templates:
+        raise click.UsageError("--format wide needs --template: the columns are the template's field names")
+    forms = [load_template(t) for t in templates]
+    names = list(dict.fromkeys(f.name for form in forms for f in form.fields)) or None
     quiet_opencv()
     if workers is None:
         workers = available_cores()
@@ -150,15 +160,15 @@ def scan(paths, output, fmt, recursive, model, device, batch_size, min_confidenc
     counts = {"ok": 0, "review": 0, "empty": 0, "error": 0}
     pages, failed = 0, []
     try:
-        with open_output(output, fmt, resume) as writer:
+        with open_output(output, fmt, resume, names) as writer:
             if writer.done and not quiet:
                 click.echo(f"formdigits: resuming {output}: {writer.done.total()} pages already done", err=True)
             for work in iter_scan(files, classifier=clf, min_confidence=min_confidence, pdf_dpi=pdf_dpi,
                                   on_page=on_page, keep_images=bool(debug_dir), workers=workers,
-                                  page_timeout=page_timeout, skip=writer.done):  # fmt: skip
+                                  page_timeout=page_timeout, skip=writer.done, templates=forms):  # fmt: skip
                 pages += 1
+                writer.write_page(work.rows)
                 for row in work.rows:
-                    writer.write(row)
                     counts[row.status] += 1
                 writer.flush()  # every finished page is on disk
                 if work.error:
@@ -181,6 +191,47 @@ def scan(paths, output, fmt, recursive, model, device, batch_size, min_confidenc
             click.echo(f"  failed: {message}", err=True)
     if failed:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("page", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Template JSON file to write.")
+@click.option("--page-number", default=1, show_default=True, type=click.IntRange(1), help="Page of a multi-page file.")
+@click.option("--name", help="The form's name (the `form` column of scans) [default: the output file's name].")
+@click.option("--preview", type=click.Path(dir_okay=False), help="Draw the page with each field's name into this PNG.")
+@click.option("--pdf-dpi", default="auto", show_default=True, type=PdfDpi(), help="As for scan.")
+@library_errors
+def template(page, output, page_number, name, preview, pdf_dpi):
+    """Make a form template from a scan of the form (blank or filled in).
+
+    Every box found becomes a field named f1, f2, ... in reading order, with
+    its box, its kind (comb with its number of cells, or open) and no rules.
+    Open the JSON to rename fields ("account", "amount") and add rules, then
+    scan with --template. --preview shows which name is which box.
+
+    \b
+    Rules, per field, all optional:
+      "digits": 6 or [4, 8]    number of digits
+      "min": 1, "max": 9999    value range
+      "pattern": "^0[0-9]+$"   regular expression the value must match
+      "check": "luhn"|"mod11"  check digit
+    A value that breaks a rule is sent to review with the rule named.
+    """
+    from pathlib import Path
+
+    from .layout import analyze
+    from .pages import read_page
+    from .template import from_layout, preview as draw_preview, save
+
+    layout = analyze(read_page(page, page_number, pdf_dpi).image)
+    if not layout.boxes:
+        raise click.ClickException(f"{page}: no boxes found on page {page_number}: is it a form?")
+    t = from_layout(layout, name or Path(output).stem)
+    save(t, output)
+    if preview:
+        draw_preview(t, layout.darkness, preview)
+    click.echo(f"formdigits: {len(t.fields)} fields ({sum(f.kind == 'comb' for f in t.fields)} comb, "
+               f"{sum(f.kind == 'open' for f in t.fields)} open) written to {output}", err=True)  # fmt: skip
 
 
 @main.command()

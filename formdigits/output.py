@@ -21,7 +21,7 @@ from pathlib import Path
 from .errors import DataError
 
 COLUMNS = ("file", "page", "field", "x", "y", "w", "h", "value", "confidence", "digit_confidences", "status", "error")
-FORMATS = ("csv", "jsonl")
+FORMATS = ("csv", "jsonl", "wide")
 _RISKY = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -42,18 +42,21 @@ class Row:
     status: str = "error"  # ok | review | empty | error
     error: str = ""
     kind: str = ""  # comb | open (JSON Lines only)
+    form: str = ""  # the template the page matched (with --template only)
 
-    def csv_cells(self):
-        cells = {c: getattr(self, c) for c in COLUMNS}
+    def csv_cells(self, columns=COLUMNS):
+        cells = {c: getattr(self, c) for c in columns}
         cells["confidence"] = f"{self.confidence:.4f}" if self.status != "error" else ""
         cells["digit_confidences"] = " ".join(f"{p:.4f}" for p in self.digit_confidences)
-        return [spreadsheet_safe(str(cells[c])) for c in COLUMNS]
+        return [spreadsheet_safe(str(cells[c])) for c in columns]
 
     def json(self):
         d = {c: getattr(self, c) for c in COLUMNS}
         d["confidence"] = round(self.confidence, 6)
         d["digit_confidences"] = [round(p, 6) for p in self.digit_confidences]
         d["kind"] = self.kind
+        if self.form:
+            d["form"] = self.form
         return json.dumps(d, ensure_ascii=False)
 
 
@@ -62,24 +65,63 @@ def spreadsheet_safe(text):
     return "'" + text if text.startswith(_RISKY) else text
 
 
-class RowWriter:
-    """Writes rows as CSV (with a header) or JSON Lines; ``done`` counts the pages already written."""
+def wide_columns(names):
+    """Columns of the wide format: one row per page, a value and a confidence column per field name."""
+    return ("file", "page", "form", *(c for n in names for c in (n, f"{n}_confidence")), "status", "error")
 
-    def __init__(self, fh, fmt, header=True):
+
+def wide_cells(rows, names):
+    """One page's rows as one wide row (see :func:`wide_columns`)."""
+    first = rows[0]
+    by_name = {str(r.field): r for r in rows if r.status != "error"}
+    cells = [first.file, first.page, first.form]
+    for n in names:
+        r = by_name.get(n)
+        cells += [r.value, f"{r.confidence:.4f}"] if r is not None else ["", ""]
+    if first.status == "error":
+        status, error = "error", first.error
+    elif any(r.status == "review" for r in rows):
+        status = "review"
+        error = "; ".join(f"{r.field}: {r.error}" for r in rows if r.status == "review")
+    else:
+        status, error = "ok", ""
+    return [spreadsheet_safe(str(c)) for c in [*cells, status, error]]
+
+
+class RowWriter:
+    """Writes rows as CSV (with a header), JSON Lines, or wide CSV (one row per page).
+
+    ``names``: the template field names (``--template``): long CSV gets a ``form``
+    column, and the wide format needs them. ``done`` counts the pages already written.
+    """
+
+    def __init__(self, fh, fmt, header=True, names=None):
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-        self.fh, self.fmt = fh, fmt
+        if fmt == "wide" and not names:
+            raise ValueError("the wide format needs template field names (--template)")
+        self.fh, self.fmt, self.names = fh, fmt, names
         self.done = Counter()  # (file, page) -> times already written
-        if fmt == "csv":
+        self.columns = wide_columns(names) if fmt == "wide" else (*COLUMNS, "form") if names else COLUMNS
+        if fmt != "jsonl":
             self._csv = csv.writer(fh, lineterminator="\r\n")
             if header:
-                self._csv.writerow(COLUMNS)
+                self._csv.writerow(self.columns)
 
     def write(self, row):
-        if self.fmt == "csv":
-            self._csv.writerow(row.csv_cells())
+        """Write one row (long formats)."""
+        self.write_page([row])
+
+    def write_page(self, rows):
+        """Write one page's rows (a page with no fields writes nothing)."""
+        if not rows:
+            return
+        if self.fmt == "wide":
+            self._csv.writerow(wide_cells(rows, self.names))
+        elif self.fmt == "csv":
+            self._csv.writerows(r.csv_cells(self.columns) for r in rows)
         else:
-            self.fh.write(row.json() + "\n")
+            self.fh.write("".join(r.json() + "\n" for r in rows))
 
     def flush(self):
         self.fh.flush()
@@ -90,7 +132,7 @@ def _unquote(cell):
     return cell[1:] if cell.startswith("'") and cell[1:].startswith(_RISKY) else cell
 
 
-def _recover(partial, fmt):
+def _recover(partial, fmt, columns):
     """Whole pages in an interrupted output, as ``(kept text, Counter of (file, page))``.
 
     Records are read up to the first damaged one; the last page read is dropped
@@ -98,20 +140,21 @@ def _recover(partial, fmt):
     """
     text = partial.read_text(encoding="utf-8", errors="replace")
     records = []  # (key, serialised record)
-    if fmt == "csv":
+    if fmt != "jsonl":
         reader = csv.reader(io.StringIO(text, newline=""))
         try:
             header = next(reader, None)
             for cells in reader:
-                if len(cells) != len(COLUMNS):
+                if len(cells) != len(columns):
                     break
                 out = io.StringIO()
                 csv.writer(out, lineterminator="\r\n").writerow(cells)
                 records.append(((_unquote(cells[0]), int(cells[1])), out.getvalue()))
         except (csv.Error, ValueError):
             pass
-        if header is not None and tuple(header) != COLUMNS:
-            raise DataError(f"{partial}: not a formdigits CSV (its header differs); cannot resume from it")
+        if header is not None and tuple(header) != tuple(columns):
+            raise DataError(f"{partial}: its header is not the one this run writes (another --format or "
+                            "--template?); cannot resume from it")  # fmt: skip
     else:
         for line in text.splitlines(keepends=True):
             try:
@@ -127,35 +170,36 @@ def _recover(partial, fmt):
             groups.append((key, text))
     groups = groups[:-1]  # the last page may have been cut short
     head = ""
-    if fmt == "csv":
+    if fmt != "jsonl":
         out = io.StringIO()
-        csv.writer(out, lineterminator="\r\n").writerow(COLUMNS)
+        csv.writer(out, lineterminator="\r\n").writerow(columns)
         head = out.getvalue()
     return head + "".join(text for _, text in groups), Counter(key for key, _ in groups)
 
 
 @contextmanager
-def open_output(path, fmt="csv", resume=False):
+def open_output(path, fmt="csv", resume=False, names=None):
     """A RowWriter on stdout (``-``) or on ``path`` via ``path.partial``, renamed on success.
 
     With ``resume``, an existing ``path.partial`` is continued: its whole pages are
-    kept and listed in ``writer.done``.
+    kept and counted in ``writer.done``. ``names``: see :class:`RowWriter`.
     """
     if path in (None, "-"):
         if resume:
             raise DataError("--resume needs an output file (-o FILE), not stdout")
-        yield RowWriter(sys.stdout, fmt)
+        yield RowWriter(sys.stdout, fmt, names=names)
         sys.stdout.flush()
         return
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
+    columns = RowWriter(io.StringIO(), fmt, names=names).columns
     done = Counter()
     if resume and partial.is_file():
-        kept, done = _recover(partial, fmt)
+        kept, done = _recover(partial, fmt, columns)
         with open(partial, "w", newline="", encoding="utf-8") as fh:
             fh.write(kept)
     with open(partial, "a" if done else "w", newline="", encoding="utf-8") as fh:
-        writer = RowWriter(fh, fmt, header=not done)
+        writer = RowWriter(fh, fmt, header=not done, names=names)
         writer.done = done
         yield writer
         fh.flush()

@@ -31,6 +31,7 @@ from .pages import IMAGE_SUFFIXES, PageError, count_pages, read_page
 from .parallel import DEFAULT_PAGE_TIMEOUT, WorkerFailure, ordered_map
 from .preprocess import PreprocessParams, preprocess_batch
 from .segment import cut_field, ink_image
+from .template import MIN_QUALITY, broken_rules, field_boxes, register
 
 DEFAULT_MIN_CONFIDENCE = 0.9
 
@@ -48,6 +49,9 @@ class _PageWork:
     error: str = ""
     first_crop: int = 0
     whole_crops: list = field(default_factory=list)  # index of each slot's first crop: its ink read whole
+    form: str = ""  # the template the page matched
+    names: list = None  # template field names, one per box
+    rules: list = None  # template field rules, one per box
     turned: int = 0  # the page was turned this many degrees clockwise to read it
     task: object = None
     rows: list = field(default_factory=list)
@@ -80,6 +84,7 @@ class PageTask(NamedTuple):
     keep_image: bool
     error: str = ""
     turn: int = 0  # degrees to turn the page clockwise before reading it
+    templates: tuple = ()  # read exactly the fields of the best-matching one of these forms
 
 
 def analyse_page(task):
@@ -101,9 +106,12 @@ def analyse_page(task):
         return work
     try:
         layout = analyze(page.image, task.turn)
+        boxes = layout.boxes
+        if task.templates:
+            boxes = _template_boxes(work, layout, task.templates)
         ink = ink_image(layout.darkness, layout.line_darkness)
         crops = []
-        for box in layout.boxes:
+        for box in boxes:
             cut = cut_field(ink, box)
             work.boxes.append((*layout.original_box(box), box.kind))
             aspects = [[[c.shape[1] / max(c.shape[0], 1) for c in option] for option in slot] for slot in cut.slots]
@@ -114,12 +122,28 @@ def analyse_page(task):
                 crops.extend(c for option in slot for c in option)
         work.inputs = preprocess_batch(crops, task.params)[:, 0]
         work.turned = layout.turned
+        if work.error:
+            work.boxes, work.fields, work.inputs = [], [], None
     except Exception as e:  # a page that breaks the analysis must not stop the batch
         work.boxes, work.fields = [], []
         work.error = f"{file}: page {number}: analysis failed: {type(e).__name__}: {e}"
     if task.keep_image:
         work.image = page.image
     return work
+
+
+def _template_boxes(work, layout, templates):
+    """The boxes of the template that fits the page best (names and rules noted on ``work``)."""
+    reg = max((register(t, layout.boxes) for t in templates), key=lambda r: r.quality)
+    if reg.quality < MIN_QUALITY:
+        work.error = (f"{work.file}: page {work.page}: matches no template (best: {reg.template.name!r}, "
+                      f"registration quality {reg.quality:.2f} < {MIN_QUALITY})")  # fmt: skip
+        return []
+    line = int(np.median([b.line for b in layout.boxes])) if layout.boxes else 2
+    work.form = reg.template.name
+    work.names = [f.name for f in reg.template.fields]
+    work.rules = [f.rules for f in reg.template.fields]
+    return field_boxes(reg, line)
 
 
 def _init_worker():
@@ -187,7 +211,7 @@ def _reads_better_turned(clf, probs, x):
 
 def _rows(work, probs, labels, min_confidence):
     if work.error:
-        return [Row(work.file, work.page, error=work.error)]
+        return [Row(work.file, work.page, error=work.error, form=work.form)]
     rows, j = [], work.first_crop
     reject = labels.index(REJECT) if REJECT in labels else -1
     for n, ((x, y, w, h, kind), (cut_notes, slots)) in enumerate(zip(work.boxes, work.fields), 1):
@@ -207,6 +231,8 @@ def _rows(work, probs, labels, min_confidence):
                     digits.append(labels[top])
                     confs.append(float(p[top]))
         confidence = math.prod(confs) if confs else 1.0
+        if work.rules and (digits or marks):
+            notes += broken_rules("".join(digits), work.rules[n - 1])
         if not digits and not marks:
             status = "empty"
         elif notes or confidence < min_confidence:
@@ -215,12 +241,13 @@ def _rows(work, probs, labels, min_confidence):
                 notes.append(f"low confidence {confidence:.2f}")
         else:
             status = "ok"
-        rows.append(Row(work.file, work.page, n, x, y, w, h, "".join(digits), confidence, confs, status,
-                        "; ".join(notes), kind))  # fmt: skip
+        name = work.names[n - 1] if work.names else n
+        rows.append(Row(work.file, work.page, name, x, y, w, h, "".join(digits), confidence, confs, status,
+                        "; ".join(notes), kind, work.form))  # fmt: skip
     return rows
 
 
-def plan_pages(paths, pdf_dpi="auto", params=None, keep_images=False, skip=None):
+def plan_pages(paths, pdf_dpi="auto", params=None, keep_images=False, skip=None, templates=()):
     """One :class:`PageTask` per page of every file; an unusable file is one task carrying its error.
 
     ``skip`` counts pages done in an earlier, interrupted run, by ``(file, page)``:
@@ -239,12 +266,12 @@ def plan_pages(paths, pdf_dpi="auto", params=None, keep_images=False, skip=None)
             if skip.get((str(path), number), 0) > 0:
                 skip[(str(path), number)] -= 1  # done once already (a file may be listed twice)
                 continue
-            yield PageTask(str(path), number, pdf_dpi, params, keep_images, error)
+            yield PageTask(str(path), number, pdf_dpi, params, keep_images, error, 0, tuple(templates))
 
 
 def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=DEFAULT_MIN_CONFIDENCE,
               pdf_dpi="auto", classifier=None, on_page=None, keep_images=False, workers=0,
-              page_timeout=DEFAULT_PAGE_TIMEOUT, skip=None):  # fmt: skip
+              page_timeout=DEFAULT_PAGE_TIMEOUT, skip=None, templates=()):  # fmt: skip
     """Yield one analysed page (``work.rows`` filled in) at a time, in input order.
 
     Pages are read and analysed by ``workers`` processes (0: in this process);
@@ -253,10 +280,13 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
     ``keep_images`` keeps each page's image on ``work.image`` (debug pictures).
     With workers, a page that takes longer than ``page_timeout`` seconds or
     crashes its worker process gets an error row; the batch goes on. Pages
-    counted in ``skip`` (see ``plan_pages``) are not read at all.
+    counted in ``skip`` (see ``plan_pages``) are not read at all. With
+    ``templates`` (:class:`~formdigits.template.Template`), each page is matched
+    to the best one and exactly its fields are read, named, and checked against
+    their rules.
     """
     clf = classifier or Classifier(model, device=device, batch_size=batch_size)
-    tasks = plan_pages(paths, pdf_dpi, clf.params, keep_images, skip)
+    tasks = plan_pages(paths, pdf_dpi, clf.params, keep_images, skip, templates)
     pending, inputs = [], []
 
     def flush():

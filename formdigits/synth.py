@@ -53,6 +53,7 @@ class PageStyle:
     blur_max: float = 0.8  # sigma of the scanner's blur, pixels at 300 dpi
     jpeg_quality: int = 0  # 0: no JPEG round trip
     bitonal: bool = False  # fax-like black and white
+    faint_line_prob: float = 0.0  # a field's box drawn faint and broken (a worn print, a light scan)
 
 
 @dataclass
@@ -134,6 +135,9 @@ class _Drawer:
         self.page = np.empty((round(style.height_mm * self.mm), round(style.width_mm * self.mm), 3), np.uint8)
         self.page[:] = self.paper
 
+    def faint(self):
+        return self.s.faint_line_prob > 0 and self.rng.random() < self.s.faint_line_prob
+
     def px(self, mm):
         return int(round(mm * self.mm))
 
@@ -144,8 +148,20 @@ class _Drawer:
                     cv2.LINE_AA)  # fmt: skip
         return cv2.getTextSize(s, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0][0] / self.mm
 
-    def rect(self, x0, y0, x1, y1):
-        cv2.rectangle(self.page, (x0, y0), (x1, y1), self.line, self.lw)
+    def rect(self, x0, y0, x1, y1, faint=False):
+        if not faint:
+            cv2.rectangle(self.page, (x0, y0), (x1, y1), self.line, self.lw)
+            return
+        paper = np.array(self.paper, float)
+        colour = tuple(int(v) for v in paper + 0.45 * (np.array(self.line, float) - paper))  # half as dark
+        for a, b in (((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x0, y1), (x1, y1)), ((x0, y0), (x0, y1))):
+            n = max(1, int(np.hypot(b[0] - a[0], b[1] - a[1]) / (3 * self.mm)))  # dashes of about 3 mm
+            for i in range(n):
+                if self.rng.random() < 0.2:
+                    continue  # a gap
+                p = [int(a[k] + (b[k] - a[k]) * i / n) for k in (0, 1)]
+                q = [int(a[k] + (b[k] - a[k]) * (i + 1) / n) for k in (0, 1)]
+                cv2.line(self.page, p, q, colour, self.lw)
 
     def write(self, digit, cx, cy, height, left=None):
         """Handwrite one digit centred near (cx, cy) px, ``height`` px tall; or, with
@@ -158,13 +174,12 @@ class _Drawer:
         _stamp(self.page, alpha, int(cx - w / 2), int(cy - h / 2), self.ink)
         return ink_w
 
-    def comb(self, x_mm, y_mm, n, cell_w_mm, cell_h_mm):
+    def comb(self, x_mm, y_mm, n, cell_w_mm, cell_h_mm, half):
         rng, s = self.rng, self.s
         x0, y0 = self.px(x_mm), self.px(y_mm)
         cw, ch = cell_w_mm * self.mm, self.px(cell_h_mm)
         x1 = x0 + round(n * cw)
-        self.rect(x0, y0, x1, y0 + ch)
-        half = rng.random() < s.half_height_prob
+        self.rect(x0, y0, x1, y0 + ch, faint=self.faint())
         for i in range(1, n):
             xi = x0 + round(i * cw)
             cv2.line(self.page, (xi, y0 + ch - (ch // 3 if half else ch)), (xi, y0 + ch), self.line, self.lw)
@@ -185,7 +200,7 @@ class _Drawer:
     def open(self, x_mm, y_mm, k, w_mm, h_mm):
         rng, s = self.rng, self.s
         x0, y0, x1, y1 = self.px(x_mm), self.px(y_mm), self.px(x_mm + w_mm), self.px(y_mm + h_mm)
-        self.rect(x0, y0, x1, y1)
+        self.rect(x0, y0, x1, y1, faint=self.faint())
         value = "" if rng.random() < s.empty_prob else _value(rng, k)
         height = (y1 - y0) * rng.uniform(0.55, 0.72)
         x = x0 + self.px(rng.uniform(2, 5))
@@ -198,41 +213,47 @@ class _Drawer:
         return TruthField("open", x0, y0, x1 - x0 + 1, y1 - y0 + 1, value, 0)
 
 
-def make_page(digits, rng, style=PageStyle()):
-    """Draw one form page; returns a :class:`Page` with its truth fields."""
+def make_page(digits, rng, style=PageStyle(), layout_seed=None):
+    """Draw one form page; returns a :class:`Page` with its truth fields.
+
+    The form (title, labels, fields and their boxes) is drawn from ``rng``, or,
+    with ``layout_seed``, from its own generator: every page with the same
+    ``layout_seed`` (and page size) is the same form, filled in differently.
+    """
     d = _Drawer(style, rng, digits)
+    lay = rng if layout_seed is None else np.random.default_rng(layout_seed)
     margin = 12.0
-    d.text(f"FORM {int(rng.integers(100, 999))}-{rng.choice(['A', 'B', 'C'])}  RETURN OF FIGURES", margin,
+    d.text(f"FORM {int(lay.integers(100, 999))}-{lay.choice(['A', 'B', 'C'])}  RETURN OF FIGURES", margin,
            margin + 7, 6.0)  # fmt: skip
     d.text("Write one digit per box, in black or blue ink.", margin, margin + 15, 3.2)
     fields = []
     y = margin + 24.0
     top = y
     while True:
-        row_h = float(rng.uniform(8, 11))
+        row_h = float(lay.uniform(8, 11))
         if y + row_h > style.height_mm - margin - 4:
             break
         x = margin + 2
-        n_fields = int(rng.integers(1, 4)) if style.width_mm >= 150 else 1
+        n_fields = int(lay.integers(1, 4)) if style.width_mm >= 150 else 1
         for _ in range(n_fields):
-            label = FIELD_LABELS[rng.integers(len(FIELD_LABELS))]
+            label = FIELD_LABELS[lay.integers(len(FIELD_LABELS))]
             x += d.text(label, x, y + row_h * 0.7, 3.5) + 3
-            if rng.random() < style.comb_prob:
-                n = int(rng.integers(3, 9))
-                cell_w = float(rng.uniform(6, 8))
+            if lay.random() < style.comb_prob:
+                n = int(lay.integers(3, 9))
+                cell_w = float(lay.uniform(6, 8))
                 if x + n * cell_w > style.width_mm - margin - 2:
                     break
-                fields.append(d.comb(x, y, n, cell_w, row_h))
+                fields.append(d.comb(x, y, n, cell_w, row_h, half=lay.random() < style.half_height_prob))
                 x += n * cell_w + 10
             else:
-                k = int(rng.integers(2, 6))
-                w = k * row_h * 0.62 + rng.uniform(6, 12)
+                k = int(lay.integers(2, 6))
+                w = k * row_h * 0.62 + lay.uniform(6, 12)
                 if x + w > style.width_mm - margin - 2:
                     break
                 fields.append(d.open(x, y, k, w, row_h))
                 x += w + 10
-        y += row_h + float(rng.uniform(4, 8))
-    if fields and rng.random() < style.frame_prob:
+        y += row_h + float(lay.uniform(4, 8))
+    if fields and lay.random() < style.frame_prob:
         d.rect(d.px(margin - 4), d.px(top - 4), d.px(style.width_mm - margin + 4), d.px(y - 2))
     return Page(*_scan(d.page, fields, d, rng, style), style.dpi)
 
