@@ -221,7 +221,8 @@ def register(template, boxes):
     pkeys = [_shape_key(b.kind, len(b.cells)) for b in boxes]
     # hypotheses: template box i is page box k (same shape) -> scale and shift
     hyp = []
-    for i, (_, _, tw, th) in enumerate(T):
+    for i in np.argsort(-T[:, 2] * T[:, 3])[:8]:  # the largest boxes are enough to vote, and fewest alike
+        _, _, tw, th = T[i]
         for k, (_, _, pw, ph) in enumerate(P):
             if tkeys[i] == pkeys[k] and abs(math.log((pw / ph) / (tw / th))) < 0.15:
                 s = math.sqrt(pw * ph / (tw * th))
@@ -253,16 +254,15 @@ def _match(T, P, m):
     """(template index, page index) of boxes that overlap by IoU >= 0.5 once the template is moved by m."""
     s = math.sqrt(abs(np.linalg.det(m[:, :2])))
     c = T[:, :2] @ m[:, :2].T + m[:, 2]
-    tw, th = T[:, 2] * s, T[:, 3] * s
+    t0, t1 = c - T[:, 2:] * s / 2, c + T[:, 2:] * s / 2  # moved template boxes, corners
+    p0, p1 = P[:, :2] - P[:, 2:] / 2, P[:, :2] + P[:, 2:] / 2
+    overlap = np.clip(np.minimum(t1[:, None], p1[None]) - np.maximum(t0[:, None], p0[None]), 0, None)
+    inter = overlap[..., 0] * overlap[..., 1]
+    iou = inter / ((T[:, 2] * T[:, 3] * s * s)[:, None] + (P[:, 2] * P[:, 3])[None] - inter)
     pairs, used = [], set()
-    for i in range(len(T)):
-        ox = np.minimum(c[i, 0] + tw[i] / 2, P[:, 0] + P[:, 2] / 2) - np.maximum(c[i, 0] - tw[i] / 2, P[:, 0] - P[:, 2] / 2)
-        oy = np.minimum(c[i, 1] + th[i] / 2, P[:, 1] + P[:, 3] / 2) - np.maximum(c[i, 1] - th[i] / 2, P[:, 1] - P[:, 3] / 2)
-        inter = np.clip(ox, 0, None) * np.clip(oy, 0, None)
-        iou = inter / (tw[i] * th[i] + P[:, 2] * P[:, 3] - inter)
-        k = int(iou.argmax())
-        if iou[k] >= 0.5 and k not in used:
-            pairs.append((i, k))
+    for i, k in enumerate(iou.argmax(1)):
+        if iou[i, k] >= 0.5 and k not in used:
+            pairs.append((i, int(k)))
             used.add(k)
     return pairs
 
