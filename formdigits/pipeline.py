@@ -159,7 +159,7 @@ def quiet_opencv():
 ASPECT = np.array([0.8] * 10)  # typical width / height of each handwritten digit (MNIST)
 ASPECT[1] = 0.4
 ASPECT_SIGMA = 0.5  # spread of log(aspect) around it
-SPLIT_COST = 0.5  # log-odds against each extra piece: a digit's arm, cut off, reads as a "1"
+SPLIT_COST = 1.0  # log-odds against each extra piece: a digit's arm, cut off, reads as a "1"
 
 
 def _choose(options, probs, j, reject):

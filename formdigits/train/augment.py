@@ -202,23 +202,41 @@ def _fragment(digit, rng):
     return img[rows[0] : rows[0] + keep] if rng.random() < 0.5 else img[rows[-1] - keep : rows[-1] + 1]
 
 
+def _tight(img):
+    ys, xs = np.nonzero(img > 30)
+    return img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] if ys.size else img
+
+
 def _pair(digits, rng):
-    """Two digits side by side, touching or overlapping: one crop must never read as one digit."""
-    a, b = (_to_scale(digits[rng.integers(len(digits))]) for _ in range(2))
-    h = max(a.shape[0], b.shape[0])
-    gap = int(rng.uniform(-0.25, 0.02) * SCALE)
-    w = a.shape[1] + b.shape[1] + gap
-    img = np.zeros((h, max(w, a.shape[1], b.shape[1])), np.uint8)
-    img[: a.shape[0], : a.shape[1]] = a
-    x = max(0, a.shape[1] + gap)
-    img[: b.shape[0], x : x + b.shape[1]] = np.maximum(img[: b.shape[0], x : x + b.shape[1]], b)
-    return img
+    """Two (sometimes three) digits written side by side as on a form, touching or overlapping:
+    one crop of them must never read as one digit.
+
+    Drawn with the synthesizer's own pen (smooth scaling, pen width, a slight
+    slant each) at slightly different sizes and heights, so the pairs look like
+    the blobs the scanner cuts from open fields, not like MNIST glued together.
+    """
+    from ..synth import _pen  # the same pen that writes the synthetic forms
+
+    n = 3 if rng.random() < 0.25 else 2
+    height = SCALE * rng.uniform(0.9, 1.1)
+    inks = [_pen(_tight(digits[rng.integers(len(digits))]), height * rng.uniform(0.85, 1.15), rng) for _ in range(n)]
+    pad = int(0.2 * height)
+    canvas = np.zeros((int(2 * height), sum(i.shape[1] for i in inks) + 4 * pad), np.float32)
+    x = 0.0
+    for k, ink in enumerate(inks):
+        h, w = ink.shape
+        y = int((canvas.shape[0] - h) / 2 + rng.uniform(-0.08, 0.08) * height)
+        left = max(0, int(x) - pad)
+        canvas[y : y + h, left : left + w] = np.maximum(canvas[y : y + h, left : left + w], ink)
+        x = left + w - pad + rng.uniform(-0.15, 0.03) * height  # next digit's ink starts here: touching or over
+    img = (canvas * 255).astype(np.uint8)
+    return _tight(img)
 
 
 def nondigit(rng, digits=None):
     """One non-digit crop: a letter, a mark, box-line remnants, specks, a digit's edge
-    or two touching digits."""
-    kind = rng.integers(5 if digits is None else 8)
+    or touching digits (four kinds in ten when digits are given)."""
+    kind = rng.integers(5 if digits is None else 10)
     if kind == 0 or kind == 1:
         img = _place(_to_scale(_glyph(rng)), _cell(rng), rng, scale=(0.6, 1.0))
     elif kind == 2:
@@ -229,10 +247,8 @@ def nondigit(rng, digits=None):
         img = _specks(rng)
     elif kind == 5:
         img = _place(_fragment(digits[rng.integers(len(digits))], rng), _cell(rng), rng, rotate=5, scale=(0.9, 1.1))
-    else:  # two of the eight kinds: the commonest mistake to guard against in open fields
-        pair = _pair(digits, rng)
-        canvas = np.zeros((int(pair.shape[0] * 1.25), int(pair.shape[1] * 1.15)), np.uint8)
-        img = _place(pair, canvas, rng, rotate=5, scale=(0.95, 1.0), aspect=(0.95, 1.05), shift=0.03)
+    else:  # four of the ten kinds: the commonest mistake to guard against in open fields
+        img = _pair(digits, rng)
     return _scan(img, rng)
 
 

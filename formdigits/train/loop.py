@@ -35,7 +35,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     label_smoothing: float = 0.05
     ema_decay: float = 0.999  # the shipped weights are an exponential moving average of the trained ones
-    nondigit_fraction: float = 0.15  # non-digit samples per epoch, as a fraction of the digits
+    nondigit_fraction: float = 0.2  # non-digit samples per epoch, as a fraction of the digits
     augment_prob: float = 0.7  # share of digits redrawn as scanned crops (the rest stay clean MNIST)
     val_size: int = 1000  # last N training digits, held out for the curves and the calibration
     limit: int = 0  # train on the first N digits only (0: all), for quick runs
