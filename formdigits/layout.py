@@ -231,7 +231,7 @@ def find_boxes(dark):
         if cells:
             x0 = b.x - b.line // 2  # roi starts at the outer edge
             b.kind, b.cells = "comb", [(x0 + c0, x0 + c1) for c0, c1 in cells]
-        top = dark[b.y : b.y + b.line, b.x : b.x + b.w]
+        top = dark[b.y - b.line // 2 : b.y + (b.line + 1) // 2, b.x : b.x + b.w]  # the top line, centred on it
         line_levels.append(int(np.median(top)))
         boxes.append(b)
     level = int(np.median(line_levels)) if line_levels else 255

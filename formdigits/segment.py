@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-INK_LEVEL = 40  # darkness (above the line level for dropout forms) that counts as ink
+INK_LEVEL = 50  # darkness (above the line level for dropout forms) that counts as ink
 CUT_NOTE = "ink crosses the box line and was left out"
 
 
@@ -39,7 +39,7 @@ class FieldCut:
 
 def ink_image(dark, line_darkness):
     """Darkness -> ink, with light (dropout-colour) box lines below the ink floor."""
-    floor = INK_LEVEL if line_darkness >= 120 else max(INK_LEVEL, line_darkness + 30)
+    floor = INK_LEVEL if line_darkness >= 120 else max(INK_LEVEL, line_darkness + 10)
     return cv2.subtract(dark, np.full_like(dark, floor))
 
 
