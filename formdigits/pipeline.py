@@ -297,7 +297,8 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
             if len(i) and work.task.turn == 0 and _reads_better_turned(clf, probs[i], x[i]):
                 # upside down: read it again here, turned round (rare, so not worth a worker's round trip)
                 work = analyse_page(work.task._replace(turn=(work.turned + 180) % 360))
-                work.rows = _rows(work, clf.predict(work.inputs[:, None]), clf.labels, min_confidence)
+                own = clf.predict(work.inputs[:, None]) if work.inputs is not None and len(work.inputs) else None
+                work.rows = _rows(work, own, clf.labels, min_confidence)
             else:
                 work.rows = _rows(work, probs, clf.labels, min_confidence)
             work.inputs = None
