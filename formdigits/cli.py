@@ -120,6 +120,7 @@ def scan(paths, output, fmt, templates, recursive, model, device, batch_size, mi
       formdigits scan forms/*.png -o out.csv
       find scans -name '*.tif' | formdigits scan - -o out.csv
       formdigits scan - -o out.csv --resume < list.txt   # after a crash or Ctrl-C
+      formdigits scan scans/ -t census.json --format wide -o forms.csv
     """
     import time
 
@@ -213,7 +214,7 @@ def template(page, output, page_number, name, preview, pdf_dpi):
     Rules, per field, all optional:
       "digits": 6 or [4, 8]    number of digits
       "min": 1, "max": 9999    value range
-      "pattern": "^0[0-9]+$"   regular expression the value must match
+      "pattern": "0[0-9]+"     regular expression the whole value must match
       "check": "luhn"|"mod11"  check digit
     A value that breaks a rule is sent to review with the rule named.
     """
