@@ -166,7 +166,7 @@ def _splits(crop, height):
     """
     w = crop.shape[1]
     options = [[crop]]
-    if w < 0.75 * height:  # narrower than tall: one digit (splitting such blobs did more harm than good)
+    if w < 0.75 * height:  # a narrow blob is one digit (tuned: 0.6 to 1.0 tried, see BENCHMARKS.md)
         return options
     profile = (crop > 0).sum(0).astype(np.float32)
     profile = np.convolve(profile, np.ones(3, np.float32) / 3, mode="same")
