@@ -12,6 +12,9 @@ paper tone) and sizes itself from the page, not from an assumed dpi:
 3. combs: separators are short vertical runs rising from the bottom line at
    regular spacing (full or half height); otherwise the box is an open field;
 4. reading order: rows top to bottom, left to right within a row.
+
+A page whose boxes stand upright was scanned a quarter turn off and is turned
+before all this (see ``analyze``).
 """
 
 from dataclasses import dataclass, field
@@ -47,7 +50,7 @@ class Layout:
     angle: float  # degrees the page was turned to deskew it
     boxes: list  # Box, in reading order
     line_darkness: int  # typical darkness of the box lines (low for dropout colours)
-    turned: int = 0  # degrees the page was turned clockwise before deskewing (0 or 90)
+    turned: int = 0  # degrees the page was turned clockwise before deskewing (0, 90, 180 or 270)
 
     @property
     def inverse(self):
