@@ -162,8 +162,9 @@ def scan(paths, output, fmt, templates, recursive, model, device, batch_size, mi
     pages, failed = 0, []
     try:
         with open_output(output, fmt, resume, names) as writer:
-            if writer.done and not quiet:
-                click.echo(f"formdigits: resuming {output}: {writer.done.total()} pages already done", err=True)
+            if resume and not quiet:
+                click.echo(f"formdigits: resuming {output}: {writer.done.total()} pages already done" if writer.done
+                           else f"formdigits: nothing to resume in {output}.partial: reading every page", err=True)  # fmt: skip
             for work in iter_scan(files, classifier=clf, min_confidence=min_confidence, pdf_dpi=pdf_dpi,
                                   on_page=on_page, keep_images=bool(debug_dir), workers=workers,
                                   page_timeout=page_timeout, skip=writer.done, templates=forms):  # fmt: skip
