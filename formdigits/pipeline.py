@@ -122,8 +122,6 @@ def analyse_page(task):
                 crops.extend(c for option in slot for c in option)
         work.inputs = preprocess_batch(crops, task.params)[:, 0]
         work.turned = layout.turned
-        if work.error:
-            work.boxes, work.fields, work.inputs = [], [], None
     except Exception as e:  # a page that breaks the analysis must not stop the batch
         work.boxes, work.fields = [], []
         work.error = f"{file}: page {number}: analysis failed: {type(e).__name__}: {e}"
@@ -191,22 +189,30 @@ def _choose(options, probs, j, reject):
 ORIENTATION_SAMPLE = 32  # at most this many crops of a page are read a second time, turned 180 degrees
 
 
-def _reads_better_turned(clf, probs, x):
-    """Do a page's digits read clearly better turned 180 degrees (the page is upside down)?
+def _upside_down(clf, probs, x, pages):
+    """Which pages' digits read clearly better turned 180 degrees (the page is upside down)?
 
-    Compares the log-probability of the best digit for each crop as it is and
-    turned round: upright digits lose when turned (a 7 turned is no digit),
-    upside-down ones gain. Clearly = the mean gain is positive and at least 1.5
-    standard errors from zero (on upright pages it is negative, 1.8 to 4.4
-    standard errors; on upside-down ones positive, 2.3 to 3.7).
+    ``pages`` holds, per page, the indices of its sample crops into ``probs`` and
+    ``x``; all samples are turned and classified in one batch. Compares the
+    log-probability of the best digit for each crop as it is and turned round:
+    upright digits lose when turned (a 7 turned is no digit), upside-down ones
+    gain. Clearly = the mean gain is positive and at least 1.5 standard errors
+    from zero (on upright pages it is negative, 1.8 to 4.4 standard errors; on
+    upside-down ones positive, 2.3 to 3.7). Pages with fewer than 8 crops are
+    not judged.
     """
-    if len(x) < 8:
-        return False
-    digits = [i for i, label in enumerate(clf.labels) if label != REJECT]
-    turned = clf.predict(np.ascontiguousarray(x[:, :, ::-1, ::-1]))
+    pages = [i if len(i) >= 8 else i[:0] for i in pages]
+    every = np.concatenate(pages) if pages else np.zeros(0, int)
+    if not len(every):
+        return [False] * len(pages)
+    digits = [k for k, label in enumerate(clf.labels) if label != REJECT]
     best = lambda p: np.log(np.maximum(p[:, digits].max(1), 1e-6))  # noqa: E731
-    gain = best(turned) - best(probs)
-    return gain.mean() > 0 and gain.mean() > 1.5 * gain.std(ddof=1) / np.sqrt(len(gain))
+    gain = best(clf.predict(np.ascontiguousarray(x[every][:, :, ::-1, ::-1]))) - best(probs[every])
+    out, start = [], 0
+    for i in pages:
+        g, start = gain[start : start + len(i)], start + len(i)
+        out.append(len(g) > 0 and g.mean() > 0 and g.mean() > 1.5 * g.std(ddof=1) / np.sqrt(len(g)))
+    return out
 
 
 def _rows(work, probs, labels, min_confidence):
@@ -292,9 +298,11 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
     def flush():
         x = np.concatenate(inputs)[:, None] if inputs else None
         probs = clf.predict(x) if inputs else None
-        for work in pending:
-            i = work.first_crop + np.array(work.whole_crops[:ORIENTATION_SAMPLE], int)
-            if len(i) and work.task.turn == 0 and _reads_better_turned(clf, probs[i], x[i]):
+        samples = [work.first_crop + np.array(work.whole_crops[:ORIENTATION_SAMPLE] if work.task.turn == 0 else [], int)
+                   for work in pending]  # a page already turned round is not judged again
+        flipped = _upside_down(clf, probs, x, samples)
+        for work, upside_down in zip(pending, flipped):
+            if upside_down:
                 # upside down: read it again here, turned round (rare, so not worth a worker's round trip)
                 work = analyse_page(work.task._replace(turn=(work.turned + 180) % 360))
                 own = clf.predict(work.inputs[:, None]) if work.inputs is not None and len(work.inputs) else None
