@@ -37,10 +37,18 @@ class FieldCut:
         return [c for slot in self.slots for option in slot for c in option]
 
 
+DROPOUT_LINES = 120  # box lines lighter than this darkness are a dropout colour, left out of the ink
+
+
 def ink_image(dark, line_darkness):
     """Darkness -> ink, with light (dropout-colour) box lines below the ink floor."""
-    floor = INK_LEVEL if line_darkness >= 120 else max(INK_LEVEL, line_darkness + 10)
+    floor = INK_LEVEL if line_darkness >= DROPOUT_LINES else max(INK_LEVEL, line_darkness + 10)
     return cv2.subtract(dark, np.full_like(dark, floor))
+
+
+def lines_in_ink(line_darkness):
+    """Are the box lines dark enough to be in the ink image (so they must be erased before cutting)?"""
+    return line_darkness >= DROPOUT_LINES
 
 
 @dataclass
@@ -57,9 +65,10 @@ class _Window:
     labels: np.ndarray = None
     stats: np.ndarray = None
     cut: bool = False  # a sizeable piece of ink across the box line was left out
+    erased: bool = True  # the lines were erased (dark lines), cutting strokes that cross them
 
 
-def _window(ink, box):
+def _window(ink, box, erase=True):
     edges = [box.x] + [c1 for _, c1 in box.cells[:-1]] + [box.x + box.w - 1]
     ext_x = int(0.35 * min(np.diff(edges))) if len(edges) > 2 else int(0.2 * box.h)
     ext_y = int(0.3 * box.h)
@@ -76,8 +85,9 @@ def _window(ink, box):
     edges = [e - x0 for e in edges]
     for x in edges:
         band[max(0, top - r) : bottom + r + 1, max(0, x - r) : x + r + 1] = True
-    win[band] = 0
-    return _Window(win, orig, band, 2 * r + 3, edges, top, bottom)
+    if erase:
+        win[band] = 0  # dark lines: any ink on them is lost (and put back where a stroke crosses, see _crop)
+    return _Window(win, orig, band, 2 * r + 3, edges, top, bottom, erased=erase)
 
 
 def _on_a_line(w, x, y, cw, ch):
@@ -124,7 +134,7 @@ def _assign(w, box):
         reach = cv2.dilate(mine.view(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
         others = [j for j in np.unique(labels[ys, xs][reach]) if j not in (0, i) and size[j] > size[i]]
         others = [j for j in others if cell[j] >= 0 and cell[j] != cell[i]]
-        if others:
+        if others and w.erased:  # (lines not erased: nothing was cut off)
             cell[i] = cell[max(others, key=lambda j: size[j])]
         elif cell[i] < 0 and size[i] >= 0.02 * h * h:
             w.cut = True  # ink that crosses the box line and belongs to nothing inside
@@ -147,18 +157,68 @@ def _crop(w, ids):
     return np.where(mask, w.orig[y0:y1, x0:x1], 0).astype(np.uint8)
 
 
-def cut_comb(ink, box):
-    """One slot per cell of a comb field (no options for an empty cell)."""
-    w = _window(ink, box)
+def _crossed(w, cell, n):
+    """Per separator of a comb: does ink run across it from the cell on its left into the one on its right?
+
+    True when blobs of the two cells both reach the erased separator at about
+    the same height (a digit written across the line, or two digits touching there).
+    """
+    out = []
+    h = w.bottom - w.top
+    for k, e in enumerate(w.edges[1:-1]):
+        a, b = max(0, e - w.reach), min(w.labels.shape[1] - 1, e + w.reach)
+        left, right = w.labels[w.top : w.bottom, a], w.labels[w.top : w.bottom, b]
+        on_left = np.isin(left, np.flatnonzero(cell == k)) & (left > 0)
+        on_right = np.isin(right, np.flatnonzero(cell == k + 1)) & (right > 0)
+        near = np.convolve(on_right, np.ones(w.reach, int), mode="same") > 0  # an oblique stroke exits a little lower or higher
+        out.append(bool((on_left & near).sum() >= max(2, 0.02 * h)))
+    return out
+
+
+def _spanned(w, cell):
+    """Per separator of a comb: does one blob reach well across it on both sides (lines not erased)?"""
+    out = []
+    for e, width in zip(w.edges[1:-1], np.diff(w.edges)):
+        m = 0.15 * width
+        out.append(any(cell[i] >= 0 and x + m < e < x + cw - m for i, (x, _, cw, _, _) in enumerate(w.stats) if i))
+    return out
+
+
+def cut_comb(ink, box, erase=True):
+    """One slot per cell of a comb field (no options for an empty cell).
+
+    Cells joined by ink across their separator are read together: one slot
+    offering each cell's ink alone, or all of it cut where the ink is weakest
+    (a digit written across the line); the empty slots it leaves keep the
+    cells' numbering.
+    """
+    w = _window(ink, box, erase)
     cell = _assign(w, box)
-    slots = []
-    for k in range(len(box.cells)):
-        ids = np.flatnonzero(cell == k)
-        slots.append([[_crop(w, ids)]] if ids.size else [])
+    n = len(box.cells)
+    crossed = [a or b for a, b in zip(_crossed(w, cell, n), _spanned(w, cell))] + [False]
+    slots, k = [], 0
+    while k < n:
+        j = k
+        while crossed[j]:
+            j += 1
+        own = [ids for ids in (np.flatnonzero(cell == c) for c in range(k, j + 1)) if ids.size]
+        if j == k or not own:
+            ids = np.flatnonzero(cell == k)
+            slots.append([[_crop(w, ids)]] if ids.size else [])
+        else:
+            ids = np.concatenate(own)
+            joint, x0 = _crop(w, ids), w.stats[ids, 0].min()
+            lines = [0] + [e - x0 for e in w.edges[k + 1 : j + 1] if 0 < e - x0 < joint.shape[1]] + [joint.shape[1]]
+            at_lines = [joint[:, a:b] for a, b in zip(lines[:-1], lines[1:]) if joint[:, a:b].any()]
+            options = [[_crop(w, i) for i in own]] if len(own) > 1 or len(at_lines) == 1 else []
+            options += [at_lines] if len(at_lines) > len(own) else []
+            slots.append(options + _splits(joint, _height(w.stats, ids), 0)[1:])
+            slots.extend([] for _ in range(j - k))
+        k = j + 1
     return FieldCut(slots, [CUT_NOTE] if w.cut else [])
 
 
-def _splits(crop, height):
+def _splits(crop, height, min_width=0.75):
     """Ways to read a blob: whole, or cut into k pieces at the weakest ink columns.
 
     Two-piece cuts are tried at the four weakest columns; k pieces (up to what
@@ -166,7 +226,7 @@ def _splits(crop, height):
     """
     w = crop.shape[1]
     options = [[crop]]
-    if w < 0.75 * height:  # a narrow blob is one digit (tuned: 0.6 to 1.0 tried, see BENCHMARKS.md)
+    if w < min_width * height:  # a narrow blob is one digit (tuned: 0.6 to 1.0 tried, see BENCHMARKS.md)
         return options
     profile = (crop > 0).sum(0).astype(np.float32)
     profile = np.convolve(profile, np.ones(3, np.float32) / 3, mode="same")
@@ -192,9 +252,9 @@ def _splits(crop, height):
     return options
 
 
-def cut_open(ink, box):
+def cut_open(ink, box, erase=True):
     """Slots of an open field, left to right: one per blob of ink (see :class:`FieldCut`)."""
-    w = _window(ink, box)
+    w = _window(ink, box, erase)
     ids = np.flatnonzero(_assign(w, box) == 0)
     if not ids.size:
         return FieldCut([], [CUT_NOTE] if w.cut else [])
@@ -227,5 +287,6 @@ def cut_open(ink, box):
     return FieldCut(slots, [CUT_NOTE] if w.cut else [])
 
 
-def cut_field(ink, box):
-    return cut_comb(ink, box) if box.kind == "comb" else cut_open(ink, box)
+def cut_field(ink, box, lines=True):
+    """Cut a field's ink into digits; ``lines``: its box lines are in the ink (see :func:`lines_in_ink`)."""
+    return cut_comb(ink, box, lines) if box.kind == "comb" else cut_open(ink, box, lines)
