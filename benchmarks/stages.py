@@ -25,7 +25,7 @@ from formdigits.output import RowWriter
 from formdigits.pages import count_pages, read_page
 from formdigits.pipeline import _PageWork, _rows, expand_paths
 from formdigits.preprocess import preprocess_batch
-from formdigits.segment import cut_field, ink_image
+from formdigits.segment import cut_field, ink_image, line_ink
 
 
 def main():
@@ -53,8 +53,8 @@ def main():
         if abs(angle) >= 0.05:
             dark = timed("deskew", cv2.warpAffine, dark, matrix, dark.shape[::-1], None, cv2.INTER_LINEAR, 0, 0)
         boxes, level = timed("boxes", find_boxes, dark)
-        ink = timed("segmentation", ink_image, dark, level)
-        cuts = [timed("segmentation", cut_field, ink, b) for b in boxes]
+        ink = timed("segmentation", ink_image, dark)
+        cuts = [timed("segmentation", cut_field, ink, b, line_ink(level)) for b in boxes]
         crops = [c for cut in cuts for c in cut.crops()]
         crops_total += len(crops)
         x = timed("preprocessing", preprocess_batch, crops, clf.params)

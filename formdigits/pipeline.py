@@ -30,7 +30,7 @@ from .output import Row
 from .pages import IMAGE_SUFFIXES, PageError, count_pages, read_page
 from .parallel import DEFAULT_PAGE_TIMEOUT, WorkerFailure, ordered_map
 from .preprocess import PreprocessParams, preprocess_batch
-from .segment import cut_field, ink_image, lines_in_ink
+from .segment import cut_field, ink_image, line_ink
 from .template import MIN_QUALITY, broken_rules, field_boxes, register
 
 DEFAULT_MIN_CONFIDENCE = 0.9
@@ -109,11 +109,10 @@ def analyse_page(task):
         boxes = layout.boxes
         if task.templates:
             boxes = _template_boxes(work, layout, task.templates)
-        ink = ink_image(layout.darkness, layout.line_darkness)
-        lines = lines_in_ink(layout.line_darkness)
+        ink, line_level = ink_image(layout.darkness), line_ink(layout.line_darkness)
         crops = []
         for box in boxes:
-            cut = cut_field(ink, box, lines)
+            cut = cut_field(ink, box, line_level)
             work.boxes.append((*layout.original_box(box), box.kind))
             aspects = [[[c.shape[1] / max(c.shape[0], 1) for c in option] for option in slot] for slot in cut.slots]
             work.fields.append((cut.notes, aspects))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-INK_LEVEL = 50  # darkness (above the line level for dropout forms) that counts as ink
+INK_LEVEL = 50  # darkness that counts as ink (on a dropout-colour line: darker than the line, see line_ink)
 CUT_NOTE = "ink crosses the box line and was left out"
 
 
@@ -37,18 +37,22 @@ class FieldCut:
         return [c for slot in self.slots for option in slot for c in option]
 
 
-DROPOUT_LINES = 120  # box lines lighter than this darkness are a dropout colour, left out of the ink
+DROPOUT_LINES = 120  # box lines lighter than this darkness are a dropout colour
 
 
-def ink_image(dark, line_darkness):
-    """Darkness -> ink, with light (dropout-colour) box lines below the ink floor."""
-    floor = INK_LEVEL if line_darkness >= DROPOUT_LINES else max(INK_LEVEL, line_darkness + 10)
-    return cv2.subtract(dark, np.full_like(dark, floor))
+def ink_image(dark):
+    """Darkness -> ink: 0 up to the ink floor, then how much darker than that."""
+    return cv2.subtract(dark, np.full_like(dark, INK_LEVEL))
 
 
-def lines_in_ink(line_darkness):
-    """Are the box lines dark enough to be in the ink image (so they must be erased before cutting)?"""
-    return line_darkness >= DROPOUT_LINES
+def line_ink(line_darkness):
+    """Ink level up to which ink on a field's box lines is taken for the line itself and erased.
+
+    Dark lines cannot be told from ink on them: erased whole (255). Light,
+    dropout-colour lines are erased only where their ink is no darker than the line
+    (a little over its typical darkness), so strokes along and across them survive.
+    """
+    return 255 if line_darkness >= DROPOUT_LINES else max(0, line_darkness + 10 - INK_LEVEL)
 
 
 @dataclass
@@ -68,7 +72,7 @@ class _Window:
     erased: bool = True  # the lines were erased (dark lines), cutting strokes that cross them
 
 
-def _window(ink, box, erase=True):
+def _window(ink, box, line_level=255):
     edges = [box.x] + [c1 for _, c1 in box.cells[:-1]] + [box.x + box.w - 1]
     ext_x = int(0.35 * min(np.diff(edges))) if len(edges) > 2 else int(0.2 * box.h)
     ext_y = int(0.3 * box.h)
@@ -85,9 +89,8 @@ def _window(ink, box, erase=True):
     edges = [e - x0 for e in edges]
     for x in edges:
         band[max(0, top - r) : bottom + r + 1, max(0, x - r) : x + r + 1] = True
-    if erase:
-        win[band] = 0  # dark lines: any ink on them is lost (and put back where a stroke crosses, see _crop)
-    return _Window(win, orig, band, 2 * r + 3, edges, top, bottom, erased=erase)
+    win[band & (win <= line_level)] = 0  # dark lines: all ink on them is lost (put back where a stroke crosses, see _crop)
+    return _Window(win, orig, band, 2 * r + 3, edges, top, bottom, erased=line_level >= 255)
 
 
 def _on_a_line(w, x, y, cw, ch):
@@ -184,7 +187,7 @@ def _spanned(w, cell):
     return out
 
 
-def cut_comb(ink, box, erase=True):
+def cut_comb(ink, box, line_level=255):
     """One slot per cell of a comb field (no options for an empty cell).
 
     Cells joined by ink across their separator are read together: one slot
@@ -192,7 +195,7 @@ def cut_comb(ink, box, erase=True):
     (a digit written across the line); the empty slots it leaves keep the
     cells' numbering.
     """
-    w = _window(ink, box, erase)
+    w = _window(ink, box, line_level)
     cell = _assign(w, box)
     n = len(box.cells)
     crossed = [a or b for a, b in zip(_crossed(w, cell, n), _spanned(w, cell))] + [False]
@@ -252,9 +255,9 @@ def _splits(crop, height, min_width=0.75):
     return options
 
 
-def cut_open(ink, box, erase=True):
+def cut_open(ink, box, line_level=255):
     """Slots of an open field, left to right: one per blob of ink (see :class:`FieldCut`)."""
-    w = _window(ink, box, erase)
+    w = _window(ink, box, line_level)
     ids = np.flatnonzero(_assign(w, box) == 0)
     if not ids.size:
         return FieldCut([], [CUT_NOTE] if w.cut else [])
@@ -287,6 +290,6 @@ def cut_open(ink, box, erase=True):
     return FieldCut(slots, [CUT_NOTE] if w.cut else [])
 
 
-def cut_field(ink, box, lines=True):
-    """Cut a field's ink into digits; ``lines``: its box lines are in the ink (see :func:`lines_in_ink`)."""
-    return cut_comb(ink, box, lines) if box.kind == "comb" else cut_open(ink, box, lines)
+def cut_field(ink, box, line_level=255):
+    """Cut a field's ink into digits; ink on its box lines up to ``line_level`` is erased (see :func:`line_ink`)."""
+    return (cut_comb if box.kind == "comb" else cut_open)(ink, box, line_level)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from formdigits.layout import analyze
 from formdigits.pages import PageError, count_pages, read_page
-from formdigits.segment import cut_field, ink_image
+from formdigits.segment import cut_field, ink_image, line_ink
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
@@ -69,9 +69,9 @@ def pages(draw):
 @given(page=pages())
 def test_box_finder_and_cutter_survive_any_page(page):
     layout = analyze(page)
-    ink = ink_image(layout.darkness, layout.line_darkness)
+    ink = ink_image(layout.darkness)
     for box in layout.boxes:
         assert 0 <= box.x and 0 <= box.y and box.x + box.w <= page.shape[1] + 1 and box.y + box.h <= page.shape[0] + 1
-        for slot in cut_field(ink, box).slots:
+        for slot in cut_field(ink, box, line_ink(layout.line_darkness)).slots:
             for option in slot:
                 assert all(c.dtype == np.uint8 and c.ndim == 2 for c in option)
