@@ -7,7 +7,8 @@ large batches here, then turned into rows in page order. Rows stream out as
 they are ready (``iter_scan``), so memory stays flat however many pages go in.
 
 Field confidence is the product of its digits' probabilities (the chance that
-every digit is right, if the model is calibrated). A field is ``review`` when
+every digit is right, if the model is calibrated); 0 when a mark in it is not a
+digit (mostly digits run together: the value is then incomplete). A field is ``review`` when
 that is below ``min_confidence``, when a mark in it is not a digit, or when ink
 crossing the box line could not be given to any digit; ``empty`` when it holds
 no ink at all.
@@ -236,7 +237,8 @@ def _rows(work, probs, labels, min_confidence):
                 else:
                     digits.append(labels[top])
                     confs.append(float(p[top]))
-        confidence = math.prod(confs) if confs else 1.0
+        # a mark that is no digit (or several digits run together) leaves the value incomplete: no confidence
+        confidence = 0.0 if marks else math.prod(confs) if confs else 1.0
         if work.rules and (digits or marks):
             notes += broken_rules("".join(digits), work.rules[n - 1])
         if not digits and not marks:
