@@ -70,6 +70,7 @@ class _Window:
     stats: np.ndarray = None
     cut: bool = False  # a sizeable piece of ink across the box line was left out
     erased: bool = True  # the lines were erased (dark lines), cutting strokes that cross them
+    line_level: int = 255  # ink up to this on the lines is the lines' own
 
 
 def _window(ink, box, line_level=255):
@@ -90,7 +91,7 @@ def _window(ink, box, line_level=255):
     for x in edges:
         band[max(0, top - r) : bottom + r + 1, max(0, x - r) : x + r + 1] = True
     win[band & (win <= line_level)] = 0  # dark lines: all ink on them is lost (put back where a stroke crosses, see _crop)
-    return _Window(win, orig, band, 2 * r + 3, edges, top, bottom, erased=line_level >= 255)
+    return _Window(win, orig, band, 2 * r + 3, edges, top, bottom, erased=line_level >= 255, line_level=line_level)
 
 
 def _on_a_line(w, x, y, cw, ch):
@@ -119,7 +120,8 @@ def _assign(w, box):
         if max(cw, ch) < 0.12 * h or area < 0.003 * h * h:
             continue  # speck
         if min(cw, ch) <= box.line + 3 and max(cw, ch) >= 4 * min(cw, ch) and _on_a_line(w, x, y, cw, ch):
-            continue  # a remnant of the box's own lines, left by skew or a thick pen-stroke over it
+            if w.erased or w.ink[y : y + ch, x : x + cw].max() <= 2 * w.line_level + 10:
+                continue  # a remnant of the box's own lines, left by skew or a thick pen-stroke over it
         size[i] = area
         cx, cy = cents[i]
         if w.edges[0] < cx < w.edges[-1] and w.top < cy < w.bottom:
@@ -213,9 +215,9 @@ def cut_comb(ink, box, line_level=255):
             joint, x0 = _crop(w, ids), w.stats[ids, 0].min()
             lines = [0] + [e - x0 for e in w.edges[k + 1 : j + 1] if 0 < e - x0 < joint.shape[1]] + [joint.shape[1]]
             at_lines = [joint[:, a:b] for a, b in zip(lines[:-1], lines[1:]) if joint[:, a:b].any()]
-            options = [[_crop(w, i) for i in own]] if len(own) > 1 or len(at_lines) == 1 else []
-            options += [at_lines] if len(at_lines) > len(own) else []
-            slots.append(options + _splits(joint, _height(w.stats, ids), 0)[1:])
+            options = [[_crop(w, i) for i in own]] if len(own) > 1 else []  # each cell's ink alone
+            options += [at_lines] if len(at_lines) > len(own) else []  # one blob across a line, cut at it
+            slots.append(options + _splits(joint, _height(w.stats, ids), 0))  # whole, or cut where ink is weakest
             slots.extend([] for _ in range(j - k))
         k = j + 1
     return FieldCut(slots, [CUT_NOTE] if w.cut else [])
