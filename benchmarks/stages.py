@@ -60,7 +60,7 @@ def main():
         x = timed("preprocessing", preprocess_batch, crops, clf.params)
         probs = timed("inference", clf.predict, x)
         work = _PageWork(f, n, [(b.x, b.y, b.w, b.h, b.kind) for b in boxes],
-                         [(c.notes, [[[p.shape[1] / p.shape[0] for p in o] for o in s] for s in c.slots]) for c in cuts])  # fmt: skip
+                         [(c.notes, c.shapes()) for c in cuts])  # fmt: skip
         rows = timed("rows", _rows, work, probs, clf.labels, 0.9)
         writer = RowWriter(io.StringIO(), "csv")
         for r in rows:

@@ -201,9 +201,12 @@ def _outlines(mask):
         yield x, y, w, h, roi
 
 
-def find_boxes(dark):
-    """Boxes on a deskewed darkness image, in reading order, and the lines' typical darkness."""
-    mask = line_mask(dark)
+def find_boxes(dark, mask=None):
+    """Boxes on a deskewed darkness image, in reading order, and the lines' typical darkness.
+
+    ``mask``: the page's :func:`line_mask`, when already made.
+    """
+    mask = line_mask(dark) if mask is None else mask
     H, W = mask.shape
     found = []
     for x, y, w, h, roi in _outlines(mask):
@@ -297,10 +300,12 @@ def analyze(gray, turn=0):
 
 
 def _analyze_dark(dark):
-    angle = estimate_skew(line_mask(dark))
+    mask = line_mask(dark)
+    angle = estimate_skew(mask)
     h, w = dark.shape
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
     if abs(angle) >= 0.05:
         dark = cv2.warpAffine(dark, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
-    boxes, level = find_boxes(dark)
+        mask = None  # the lines moved: found again on the straightened page
+    boxes, level = find_boxes(dark, mask)
     return Layout(dark, matrix, angle, boxes, level)

@@ -44,7 +44,7 @@ class _PageWork:
     file: str
     page: int
     boxes: list = field(default_factory=list)  # (x, y, w, h, kind) in original page pixels
-    fields: list = field(default_factory=list)  # per box: (notes, slots); slots hold each option's crop aspects
+    fields: list = field(default_factory=list)  # per box: (notes, slots); per slot its edges and crop aspects
     inputs: np.ndarray = None  # every crop preprocessed, (N, size, size) float32, in slot order
     image: object = None  # kept only for debug pictures
     error: str = ""
@@ -115,12 +115,11 @@ def analyse_page(task):
         for box in boxes:
             cut = cut_field(ink, box, line_level)
             work.boxes.append((*layout.original_box(box), box.kind))
-            aspects = [[[c.shape[1] / max(c.shape[0], 1) for c in option] for option in slot] for slot in cut.slots]
-            work.fields.append((cut.notes, aspects))
+            work.fields.append((cut.notes, cut.shapes()))
             for slot in cut.slots:
-                if slot:
+                if slot.crops:
                     work.whole_crops.append(len(crops))  # the slot's ink read whole: for the orientation check
-                crops.extend(c for option in slot for c in option)
+                crops.extend(slot.crops)
         work.inputs = preprocess_batch(crops, task.params)[:, 0]
         work.turned = layout.turned
     except Exception as e:  # a page that breaks the analysis must not stop the batch
@@ -161,30 +160,30 @@ ASPECT_SIGMA = 0.5  # spread of log(aspect) around it
 SPLIT_COST = 1.0  # log-odds against each extra piece: a digit's arm, cut off, reads as a "1"
 
 
-def _choose(options, probs, j, reject):
-    """The likeliest way to read a blob; returns (option index, next j).
+def _choose(edges, aspects, probs, reject):
+    """The likeliest way to read a blob: the indices of the edges on the best path through its slot.
 
-    ``options`` holds, per way of cutting the blob, its pieces' width/height ratios.
-
-    Each option scores, for each of its pieces, the best digit probability
-    times how plausible the piece's shape is for that digit (a piece far wider
-    or narrower than that digit usually is, is unlikely): halves of a "5" may
-    each look like a 5, but not 5-shaped.
+    ``edges`` are the slot's ``(x0, x1)`` pieces (see :class:`~formdigits.segment.Slot`),
+    ``aspects`` their width/height ratios, ``probs`` the classifier's answers for them.
+    A path scores, for each of its pieces, the log-probability of its best digit
+    minus how implausible the piece's shape is for that digit (a piece far wider
+    or narrower than that digit usually is: halves of a "5" may each look like
+    a 5, but not 5-shaped), and ``SPLIT_COST`` per extra piece.
     """
-    if len(options) == 1:
-        return 0, j + len(options[0])
-    best, best_score = 0, -np.inf
-    for i, option in enumerate(options):
-        p = probs[j : j + len(option)]
-        digit = np.delete(p, reject, axis=1) if reject >= 0 else p
-        d = digit.argmax(1)
-        aspect = np.array(option)
-        shape = (np.log(aspect / ASPECT[d]) ** 2).sum() / (2 * ASPECT_SIGMA**2)
-        score = float(np.log(np.maximum(digit.max(1), 1e-9)).sum()) - shape - SPLIT_COST * (len(option) - 1)
-        if score > best_score:
-            best, best_score = i, score
-        j += len(option)
-    return best, j
+    if len(edges) == 1:
+        return [0]
+    digit = np.delete(probs, reject, axis=1) if reject >= 0 else probs
+    d = digit.argmax(1)
+    shape = np.log(np.asarray(aspects) / ASPECT[d]) ** 2 / (2 * ASPECT_SIGMA**2)
+    score = np.log(np.maximum(digit.max(1), 1e-9)) - shape - SPLIT_COST
+    best = {0: (0.0, [])}  # node -> (score of the best path from 0 to it, its edges)
+    for k in sorted(range(len(edges)), key=lambda k: edges[k]):  # by start node: every path is built in order
+        a, b = edges[k]
+        if a in best:
+            s = best[a][0] + score[k]
+            if b not in best or s > best[b][0]:
+                best[b] = (s, best[a][1] + [k])
+    return best[max(b for _, b in edges)][1]
 
 
 ORIENTATION_SAMPLE = 32  # at most this many crops of a page are read a second time, turned 180 degrees
@@ -223,13 +222,11 @@ def _rows(work, probs, labels, min_confidence):
     reject = labels.index(REJECT) if REJECT in labels else -1
     for n, ((x, y, w, h, kind), (cut_notes, slots)) in enumerate(zip(work.boxes, work.fields), 1):
         digits, confs, notes, marks = [], [], list(cut_notes), 0
-        for k, options in enumerate(slots, 1):
-            if not options:
+        for k, (edges, aspects) in enumerate(slots, 1):
+            if not edges:
                 continue
-            start = j
-            chosen, j = _choose(options, probs, j, reject)
-            first = start + sum(len(o) for o in options[:chosen])
-            for p in probs[first : first + len(options[chosen])]:
+            p_slot, j = probs[j : j + len(edges)], j + len(edges)
+            for p in p_slot[_choose(edges, aspects, p_slot, reject)]:
                 top = int(p.argmax())
                 if top == reject:
                     marks += 1

@@ -4,7 +4,9 @@ Comb fields: one crop per cell (inside its lines), none for an empty cell.
 Open fields: connected components of the ink inside the box; pieces of one
 digit (a detached stroke) are joined when they overlap horizontally or are
 small and close; a blob wide enough to be several touching digits is offered
-whole and split in several ways, and the classifier's answers choose.
+whole and cut at its weak columns in every way that gives digit-sized pieces
+(a :class:`Slot`), and the classifier's answers choose.
+Comb cells joined by ink across their separator are read the same way.
 In both, specks and thin remnants of the box lines along the crop's edges are
 dropped.
 """
@@ -16,25 +18,56 @@ import numpy as np
 
 INK_LEVEL = 50  # darkness that counts as ink (on a dropout-colour line: darker than the line, see line_ink)
 CUT_NOTE = "ink crosses the box line and was left out"
+# a blob's cut into digits (as fractions of its height; tuned on the tuning sets, see BENCHMARKS.md)
+CUT_SPACING = 0.1  # candidate cuts at least this far apart (the weakest column wins)
+MIN_PIECE, MAX_PIECE = 0.2, 1.4  # the narrowest and widest piece that may be one digit
+
+
+@dataclass
+class Slot:
+    """The ways to read one comb cell or blob of ink: paths through a small graph.
+
+    Nodes are x positions in the blob (0 its left end, :attr:`end` its right
+    end); each edge ``(x0, x1)`` carries one digit crop, and each path from 0 to
+    the end is one way to cut the blob into digits: whole, cut at its weakest
+    columns, or one crop per comb cell. The classifier's answers choose the
+    likeliest path (recognition-guided segmentation, see ``pipeline._choose``).
+    An empty comb cell has no edges.
+    """
+
+    edges: list = field(default_factory=list)  # (x0, x1) per crop, x0 < x1
+    crops: list = field(default_factory=list)  # uint8 ink, one per edge
+
+    @property
+    def end(self):
+        return max((b for _, b in self.edges), default=0)
+
+    def add(self, x0, x1, crop):
+        self.edges.append((int(x0), int(x1)))
+        self.crops.append(crop)
+        return self
+
+    def add_path(self, xs, crops):
+        """One way to read the blob: ``crops`` between the nodes ``xs`` (one more than crops)."""
+        for a, b, c in zip(xs[:-1], xs[1:], crops):
+            self.add(a, b, c)
+        return self
 
 
 @dataclass
 class FieldCut:
-    """A field cut into slots, left to right: a comb cell or a blob of ink in an open field.
-
-    Each slot holds the ways its ink can be read: a list of options, each a list
-    of digit crops (uint8 ink). Most slots have one option of one crop; a blob
-    that may be several touching digits has one option per way of splitting it,
-    and the classifier picks the likeliest (recognition-guided segmentation).
-    An empty comb cell is a slot with no options.
-    """
+    """A field cut into :class:`Slot` s, left to right: a comb cell or a blob of ink in an open field."""
 
     slots: list
     notes: list = field(default_factory=list)  # what looked odd while cutting
 
     def crops(self):
-        """Every crop of every option, in order (what the classifier must see)."""
-        return [c for slot in self.slots for option in slot for c in option]
+        """Every crop of every slot, in order (what the classifier must see)."""
+        return [c for slot in self.slots for c in slot.crops]
+
+    def shapes(self):
+        """Per slot, its edges and each crop's width/height: what choosing a path needs besides the classifier."""
+        return [(s.edges, [c.shape[1] / max(c.shape[0], 1) for c in s.crops]) for s in self.slots]
 
 
 DROPOUT_LINES = 120  # box lines lighter than this darkness are a dropout colour
@@ -190,7 +223,7 @@ def _spanned(w, cell):
 
 
 def cut_comb(ink, box, line_level=255):
-    """One slot per cell of a comb field (no options for an empty cell).
+    """One slot per cell of a comb field (an empty cell: a slot with no edges).
 
     Cells joined by ink across their separator are read together: one slot
     offering each cell's ink alone, or all of it cut where the ink is weakest
@@ -206,55 +239,71 @@ def cut_comb(ink, box, line_level=255):
         j = k
         while crossed[j]:
             j += 1
-        own = [ids for ids in (np.flatnonzero(cell == c) for c in range(k, j + 1)) if ids.size]
-        if j == k or not own:
-            ids = np.flatnonzero(cell == k)
-            slots.append([[_crop(w, ids)]] if ids.size else [])
+        inked = [c for c in range(k, j + 1) if (cell == c).any()]
+        if j == k or not inked:
+            for c in range(k, j + 1):
+                ids = np.flatnonzero(cell == c)
+                slots.append(Slot().add(0, 1, _crop(w, ids)) if ids.size else Slot())
         else:
-            ids = np.concatenate(own)
+            ids = np.flatnonzero((cell >= k) & (cell <= j))
             joint, x0 = _crop(w, ids), w.stats[ids, 0].min()
-            lines = [0] + [e - x0 for e in w.edges[k + 1 : j + 1] if 0 < e - x0 < joint.shape[1]] + [joint.shape[1]]
-            at_lines = [joint[:, a:b] for a, b in zip(lines[:-1], lines[1:]) if joint[:, a:b].any()]
-            options = [[_crop(w, i) for i in own]] if len(own) > 1 else []  # each cell's ink alone
-            options += [at_lines] if len(at_lines) > len(own) else []  # one blob across a line, cut at it
-            slots.append(options + _splits(joint, _height(w.stats, ids), 0))  # whole, or cut where ink is weakest
-            slots.extend([] for _ in range(j - k))
+            W = joint.shape[1]
+            slot = _lattice(joint, _height(w.stats, ids), 0)  # whole, or cut where the ink is weakest
+            xs = [0] + [min(max(w.edges[c] - x0, 1), W - 1) for c in inked[1:]] + [W]
+            if len(inked) > 1 and all(a < b for a, b in zip(xs[:-1], xs[1:])):  # each cell's ink alone
+                slot.add_path(xs, [_crop(w, np.flatnonzero(cell == c)) for c in inked])
+            lines = [0] + [e - x0 for e in w.edges[k + 1 : j + 1] if 0 < e - x0 < W] + [W]
+            spans = [(a, b) for a, b in zip(lines[:-1], lines[1:]) if joint[:, a:b].any()]
+            if len(spans) > len(inked):  # one blob across a line, cut at the line
+                slot.add_path([0] + [b for _, b in spans[:-1]] + [W], [joint[:, a:b] for a, b in spans])
+            slots.append(slot)
+            slots.extend(Slot() for _ in range(j - k))
         k = j + 1
     return FieldCut(slots, [CUT_NOTE] if w.cut else [])
 
 
-def _splits(crop, height, min_width=0.75):
-    """Ways to read a blob: whole, or cut into k pieces at the weakest ink columns.
+def _cut_points(crop, height):
+    """Columns where a blob of touching digits may be cut: where its ink is weakest.
 
-    Two-piece cuts are tried at the four weakest columns; k pieces (up to what
-    the blob's width allows) at the weakest columns near the even split points.
+    Every local minimum of the ink profile, and the four weakest columns anywhere
+    but the very ends (where digits overlap, the cut may lie on a slope).
     """
     w = crop.shape[1]
-    options = [[crop]]
-    if w < min_width * height:  # a narrow blob is one digit (tuned: 0.6 to 1.0 tried, see BENCHMARKS.md)
-        return options
     profile = (crop > 0).sum(0).astype(np.float32)
     profile = np.convolve(profile, np.ones(3, np.float32) / 3, mode="same")
-    cuts_tried = []
-    # two pieces: the weakest columns anywhere but the very ends (a "1" beside a digit is narrow)
+    cuts = []
     lo, hi = int(0.15 * w), int(0.85 * w) + 1
     for c in lo + np.argsort(profile[lo:hi], kind="stable"):
-        if all(abs(c - t[0]) > 0.08 * w for t in cuts_tried):
-            cuts_tried.append([int(c)])
-        if len(cuts_tried) == 4:
+        if all(abs(c - t) > 0.08 * w for t in cuts):
+            cuts.append(int(c))
+        if len(cuts) == 4:
             break
-    for k in range(3, min(6, int(w / (0.35 * height))) + 1):
-        cuts = []
-        for j in range(1, k):
-            lo, hi = int((j - 0.35) * w / k), int((j + 0.35) * w / k) + 1
-            cuts.append(lo + int(np.argmin(profile[lo:hi])))
-        cuts_tried.append(cuts)
-    for cuts in cuts_tried:
-        edges = [0] + cuts + [w]
-        pieces = [crop[:, a:b] for a, b in zip(edges[:-1], edges[1:])]
-        if all(p.shape[1] >= 2 and p.any() for p in pieces):
-            options.append(pieces)
-    return options
+    r, edge = max(2, int(0.08 * height)), int(0.12 * height)
+    cuts += [c for c in range(edge, w - edge) if profile[c] <= profile[max(0, c - r) : c + r + 1].min()]
+    kept = []  # of cuts closer together than a stroke or two, the weakest
+    for c in sorted(set(cuts), key=lambda c: (profile[c], c)):
+        if all(abs(c - k) >= CUT_SPACING * height for k in kept):
+            kept.append(c)
+    return sorted(kept)
+
+
+def _lattice(crop, height, min_width=0.75):
+    """A blob read whole, or cut at any of its weak columns into pieces of a digit's width."""
+    w = crop.shape[1]
+    slot = Slot().add(0, w, crop)
+    if w < min_width * height:  # a narrow blob is one digit (tuned: 0.6 to 1.0 tried, see BENCHMARKS.md)
+        return slot
+    xs = [0] + [c for c in _cut_points(crop, height) if 2 <= c <= w - 2] + [w]
+    for i, a in enumerate(xs):
+        for b in xs[i + 1 :]:
+            if (a, b) == (0, w):
+                continue
+            if b - a > MAX_PIECE * height:
+                break
+            piece = crop[:, a:b]
+            if b - a >= max(2, MIN_PIECE * height) and piece.any():
+                slot.add(a, b, piece)
+    return slot
 
 
 def cut_open(ink, box, line_level=255):
@@ -288,7 +337,7 @@ def cut_open(ink, box, line_level=255):
             merged[-1] = (px0, max(px1, g[1]), members + g[2])
         else:
             merged.append(g)
-    slots = [_splits(_crop(w, m), max(_height(stats, m), 0.8 * tall)) for _, _, m in merged]
+    slots = [_lattice(_crop(w, m), max(_height(stats, m), 0.8 * tall)) for _, _, m in merged]
     return FieldCut(slots, [CUT_NOTE] if w.cut else [])
 
 

@@ -73,5 +73,5 @@ def test_box_finder_and_cutter_survive_any_page(page):
     for box in layout.boxes:
         assert 0 <= box.x and 0 <= box.y and box.x + box.w <= page.shape[1] + 1 and box.y + box.h <= page.shape[0] + 1
         for slot in cut_field(ink, box, line_ink(layout.line_darkness)).slots:
-            for option in slot:
-                assert all(c.dtype == np.uint8 and c.ndim == 2 for c in option)
+            assert all(c.dtype == np.uint8 and c.ndim == 2 and c.size for c in slot.crops)
+            assert len(slot.edges) == len(slot.crops) and all(a < b for a, b in slot.edges)

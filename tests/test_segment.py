@@ -23,8 +23,23 @@ def cut(img):
     return cut_field(ink_image(layout.darkness), box, line_ink(layout.line_darkness))
 
 
-def widths(option):
-    return [int(np.ptp(np.flatnonzero(c.any(0)))) + 1 for c in option]
+def paths(slot):
+    """Every way to read a slot: lists of crops from its start to its end."""
+    out = []
+
+    def walk(node, crops):
+        if node == slot.end:
+            out.append(crops)
+        for (a, b), c in zip(slot.edges, slot.crops):
+            if a == node:
+                walk(b, crops + [c])
+
+    walk(0, [])
+    return out
+
+
+def width(crop):
+    return int(np.ptp(np.flatnonzero(crop.any(0)))) + 1
 
 
 def test_a_digit_written_across_a_separator_can_be_read_whole():
@@ -32,11 +47,13 @@ def test_a_digit_written_across_a_separator_can_be_read_whole():
     cv2.ellipse(img, (90, 70), (16, 20), 0, 0, 360, 30, 4)  # a "0" on the line between cells 1 and 2
     cv2.line(img, (165, 55), (165, 88), 30, 4)  # a "1" in cell 3
     slots = cut(img).slots
-    assert [len(s) > 0 for s in slots] == [True, False, True]  # cells 1-2 read together, numbering kept
-    assert [1] in [[len(o)] for o in slots[0]]  # one option reads the "0" whole ...
-    whole = next(o for o in slots[0] if len(o) == 1)
-    assert abs(widths(whole)[0] - 36) <= 3  # ... with its stroke put back across the erased line
-    assert [len(o) for o in slots[2]] == [1]
+    assert [bool(s.edges) for s in slots] == [True, False, True]  # cells 1-2 read together, numbering kept
+    ways = paths(slots[0])
+    assert [len(p) for p in ways].count(1) == 1  # one way reads the "0" whole ...
+    (whole,) = [p[0] for p in ways if len(p) == 1]
+    assert abs(width(whole) - 36) <= 3  # ... with its stroke put back across the erased line
+    assert any(len(p) == 2 for p in ways)  # ... and others read each cell's part alone
+    assert [len(p) for p in paths(slots[2])] == [1]
 
 
 def test_digits_apart_are_one_slot_per_cell():
@@ -44,14 +61,13 @@ def test_digits_apart_are_one_slot_per_cell():
     for x in (65, 115, 165):
         cv2.line(img, (x, 55), (x, 88), 30, 4)
     slots = cut(img).slots
-    assert [[len(o) for o in s] for s in slots] == [[1], [1], [1]]
+    assert [len(s.crops) for s in slots] == [1, 1, 1]
 
 
 def test_a_stroke_along_a_dropout_line_survives():
     img = comb_page(185)  # a light, dropout-colour line: ink on it is kept
     cv2.line(img, (140, 52), (140, 90), 30, 4)  # a "1" written right on the separator of cells 2 and 3
-    slots = cut(img).slots
-    crops = [c for s in slots for o in s[:1] for c in o]
+    crops = cut(img).crops()
     assert len(crops) == 1
     assert np.ptp(np.flatnonzero(crops[0].any(1))) + 1 >= 36  # its full height
 
@@ -59,4 +75,28 @@ def test_a_stroke_along_a_dropout_line_survives():
 def test_a_stroke_along_a_dark_line_is_taken_for_the_line():
     img = comb_page(20)
     cv2.line(img, (140, 52), (140, 90), 30, 4)  # the same "1", on a black line: indistinguishable from it
-    assert all(not s for s in cut(img).slots)
+    assert cut(img).crops() == []
+
+
+def open_page():
+    img = np.full((140, 260), 240, np.uint8)
+    cv2.rectangle(img, (30, 40), (229, 99), 20, 2)
+    return img
+
+
+def test_touching_digits_in_an_open_field_can_be_cut_where_they_touch():
+    img = open_page()
+    cv2.ellipse(img, (78, 70), (14, 20), 0, 0, 360, 30, 4)  # "0"
+    cv2.ellipse(img, (118, 70), (14, 20), 0, 0, 360, 30, 4)  # "0"
+    cv2.line(img, (92, 80), (104, 80), 30, 3)  # joined to it by a flourish of the pen
+    cv2.line(img, (170, 52), (170, 88), 30, 4)  # "1", apart
+    layout = analyze(img)
+    (box,) = layout.boxes
+    slots = cut_field(ink_image(layout.darkness), box, line_ink(layout.line_darkness)).slots
+    assert len(slots) == 2  # the touching pair, then the "1"
+    ways = paths(slots[0])
+    assert [len(p) for p in ways].count(1) == 1  # whole, ...
+    pairs = [[width(c) for c in p] for p in ways if len(p) == 2]
+    assert any(30 <= a <= 42 and 30 <= b <= 42 for a, b in pairs)  # ... or cut on the flourish
+    assert min(c.shape[1] for c in slots[0].crops) >= 0.2 * 45  # no piece narrower than a digit can be
+    assert [len(p) for p in paths(slots[1])] == [1]

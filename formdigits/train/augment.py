@@ -107,6 +107,34 @@ def _neighbour(img, other, rng):
     return img
 
 
+def _erased(img, rng):
+    """A band of the digit wiped out near one edge: a box line erased across a stroke written over it."""
+    ys, xs = np.nonzero(img > 64)
+    if xs.size == 0:
+        return img
+    t = int(rng.integers(3, 8))  # the erased band: the line's width and a margin, at scan scale
+    band = np.zeros(img.shape, bool)
+    if rng.random() < 0.7:  # a separator or side line, across the digit's left or right part
+        lo, hi = xs.min(), xs.max()
+        x = int(lo + (hi - lo) * (rng.uniform(0.05, 0.3) if rng.random() < 0.5 else rng.uniform(0.7, 0.95)))
+        band[:, max(0, x - t // 2) : x + t - t // 2] = True
+    else:  # the bottom or top line
+        lo, hi = ys.min(), ys.max()
+        y = int(lo + (hi - lo) * (rng.uniform(0.8, 0.97) if rng.random() < 0.7 else rng.uniform(0.03, 0.2)))
+        band[max(0, y - t // 2) : y + t - t // 2, :] = True
+    # as the scanner does: strokes crossing the band are put back, strokes along it are lost
+    kept = np.where(band, 0, img)
+    closed = cv2.morphologyEx((kept > 64).view(np.uint8), cv2.MORPH_CLOSE, np.ones((t + 3, t + 3), np.uint8)) > 0
+    return np.where(band & closed, img, kept).astype(np.uint8)
+
+
+def _uneven(img, rng):
+    """Ink that fades along the stroke (a dry pen, a light touch): a smooth random darkness field."""
+    h, w = img.shape
+    field = cv2.resize(rng.uniform(0.15, 1.0, (3, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    return (img * np.clip(field, 0.15, 1.0)).astype(np.uint8)
+
+
 def _scan(img, rng):
     """Faint ink, blur, sensor noise and a speck or two: what a scanner adds."""
     if rng.random() < 0.3:
@@ -132,6 +160,10 @@ def scan_like(digit, rng, neighbour=None):
         img = _box_lines(img, rng)
     if neighbour is not None and rng.random() < 0.15:
         img = _neighbour(img, neighbour, rng)
+    if rng.random() < 0.12:
+        img = _erased(img, rng)
+    if rng.random() < 0.15:
+        img = _uneven(img, rng)
     return _scan(img, rng)
 
 
