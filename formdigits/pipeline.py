@@ -49,7 +49,7 @@ class _PageWork:
     image: object = None  # kept only for debug pictures
     error: str = ""
     first_crop: int = 0
-    whole_crops: list = field(default_factory=list)  # index of each slot's first crop: its ink read whole
+    whole_crops: list = field(default_factory=list)  # index of each slot's first crop
     form: str = ""  # the template the page matched
     names: list = None  # template field names, one per box
     rules: list = None  # template field rules, one per box
@@ -118,7 +118,7 @@ def analyse_page(task):
             work.fields.append((cut.notes, cut.shapes()))
             for slot in cut.slots:
                 if slot.crops:
-                    work.whole_crops.append(len(crops))  # the slot's ink read whole: for the orientation check
+                    work.whole_crops.append(len(crops))  # the slot's first crop (see Slot): for the orientation check
                 crops.extend(slot.crops)
         work.inputs = preprocess_batch(crops, task.params)[:, 0]
         work.turned = layout.turned

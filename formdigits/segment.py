@@ -35,7 +35,7 @@ class Slot:
     An empty comb cell has no edges.
     """
 
-    edges: list = field(default_factory=list)  # (x0, x1) per crop, x0 < x1
+    edges: list = field(default_factory=list)  # (x0, x1) per crop, x0 < x1; the first crop is a digit's or the whole blob's
     crops: list = field(default_factory=list)  # uint8 ink, one per edge
 
     @property
@@ -248,7 +248,7 @@ def cut_comb(ink, box, line_level=255):
             ids = np.flatnonzero((cell >= k) & (cell <= j))
             joint, x0 = _crop(w, ids), w.stats[ids, 0].min()
             W = joint.shape[1]
-            slot = _lattice(joint, _height(w.stats, ids), 0)  # whole, or cut where the ink is weakest
+            slot = Slot()
             xs = [0] + [min(max(w.edges[c] - x0, 1), W - 1) for c in inked[1:]] + [W]
             if len(inked) > 1 and all(a < b for a, b in zip(xs[:-1], xs[1:])):  # each cell's ink alone
                 slot.add_path(xs, [_crop(w, np.flatnonzero(cell == c)) for c in inked])
@@ -256,6 +256,7 @@ def cut_comb(ink, box, line_level=255):
             spans = [(a, b) for a, b in zip(lines[:-1], lines[1:]) if joint[:, a:b].any()]
             if len(spans) > len(inked):  # one blob across a line, cut at the line
                 slot.add_path([0] + [b for _, b in spans[:-1]] + [W], [joint[:, a:b] for a, b in spans])
+            _lattice(joint, _height(w.stats, ids), 0, slot)  # whole, or cut where the ink is weakest
             slots.append(slot)
             slots.extend(Slot() for _ in range(j - k))
         k = j + 1
@@ -287,10 +288,10 @@ def _cut_points(crop, height):
     return sorted(kept)
 
 
-def _lattice(crop, height, min_width=0.75):
-    """A blob read whole, or cut at any of its weak columns into pieces of a digit's width."""
+def _lattice(crop, height, min_width=0.75, slot=None):
+    """A blob read whole, or cut at any of its weak columns into pieces of a digit's width (added to ``slot``)."""
     w = crop.shape[1]
-    slot = Slot().add(0, w, crop)
+    slot = (slot or Slot()).add(0, w, crop)
     if w < min_width * height:  # a narrow blob is one digit (tuned: 0.6 to 1.0 tried, see BENCHMARKS.md)
         return slot
     xs = [0] + [c for c in _cut_points(crop, height) if 2 <= c <= w - 2] + [w]
