@@ -157,6 +157,7 @@ def quiet_opencv():
 ASPECT = np.array([0.8] * 10)  # typical width / height of each handwritten digit (MNIST)
 ASPECT[1] = 0.4
 ASPECT_SIGMA = 0.5  # spread of log(aspect) around it
+FILL, FILL_SIGMA = 0.8, 0.2  # a digit's ink spans at least ~80 % of its blob's height (log-sd 0.2 below that)
 SPLIT_COST = 1.0  # log-odds against each extra piece: a digit's arm, cut off, reads as a "1"
 
 
@@ -164,17 +165,20 @@ def _choose(edges, aspects, probs, reject):
     """The likeliest way to read a blob: the indices of the edges on the best path through its slot.
 
     ``edges`` are the slot's ``(x0, x1)`` pieces (see :class:`~formdigits.segment.Slot`),
-    ``aspects`` their width/height ratios, ``probs`` the classifier's answers for them.
+    ``aspects`` their (width/height, ink height/height), ``probs`` the classifier's answers for them.
     A path scores, for each of its pieces, the log-probability of its best digit
     minus how implausible the piece's shape is for that digit (a piece far wider
     or narrower than that digit usually is: halves of a "5" may each look like
-    a 5, but not 5-shaped), and ``SPLIT_COST`` per extra piece.
+    a 5, but not 5-shaped; or much shorter than the blob: halves of a slanted
+    "1" each look like a "1"), and ``SPLIT_COST`` per extra piece.
     """
     if len(edges) == 1:
         return [0]
     digit = np.delete(probs, reject, axis=1) if reject >= 0 else probs
     d = digit.argmax(1)
-    shape = np.log(np.asarray(aspects) / ASPECT[d]) ** 2 / (2 * ASPECT_SIGMA**2)
+    aspect, fill = np.asarray(aspects, float).reshape(len(edges), -1).T
+    shape = np.log(aspect / ASPECT[d]) ** 2 / (2 * ASPECT_SIGMA**2)
+    shape += np.log(np.minimum(1, fill / FILL)) ** 2 / (2 * FILL_SIGMA**2)
     score = np.log(np.maximum(digit.max(1), 1e-9)) - shape - SPLIT_COST
     best = {0: (0.0, [])}  # node -> (score of the best path from 0 to it, its edges)
     for k in sorted(range(len(edges)), key=lambda k: edges[k]):  # by start node: every path is built in order

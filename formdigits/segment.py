@@ -66,8 +66,15 @@ class FieldCut:
         return [c for slot in self.slots for c in slot.crops]
 
     def shapes(self):
-        """Per slot, its edges and each crop's width/height: what choosing a path needs besides the classifier."""
-        return [(s.edges, [c.shape[1] / max(c.shape[0], 1) for c in s.crops]) for s in self.slots]
+        """Per slot, its edges and each crop's (width/height, height of its ink/height):
+        what choosing a path needs besides the classifier."""
+        return [(s.edges, [_shape(c) for c in s.crops]) for s in self.slots]
+
+
+def _shape(crop):
+    rows = np.flatnonzero(crop.any(1))
+    h = max(crop.shape[0], 1)
+    return crop.shape[1] / h, (rows[-1] - rows[0] + 1) / h if rows.size else 0.0
 
 
 DROPOUT_LINES = 120  # box lines lighter than this darkness are a dropout colour
