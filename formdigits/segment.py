@@ -104,6 +104,7 @@ class _Window:
     band: np.ndarray  # bool, the erased line pixels
     reach: int  # a little more than the erased band's width
     edges: list  # x of the box's vertical lines (comb: every separator), window pixels
+    starts: list  # y where each of them starts (half-height separators start low)
     top: int  # y of the top and bottom lines, window pixels
     bottom: int
     labels: np.ndarray = None
@@ -128,26 +129,48 @@ def _window(ink, box, line_level=255):
     for y in (top, bottom):
         band[max(0, y - r) : y + r + 1, max(0, left - r) : right + r + 1] = True
     edges = [e - x0 for e in edges]
-    for x in edges:
-        band[max(0, top - r) : bottom + r + 1, max(0, x - r) : x + r + 1] = True
+    # printed separators all rise equally high: the median ignores one that a digit seems to extend
+    inner = int(np.median([_separator_top(orig, x, top, bottom, box.line) for x in edges[1:-1]] or [top]))
+    starts = [top] + [inner] * (len(edges) - 2) + [top]
+    for x, start in zip(edges, starts):
+        band[max(0, start - r) : bottom + r + 1, max(0, x - r) : x + r + 1] = True
     win[band & (win <= line_level)] = 0  # dark lines: all ink on them is lost (put back where a stroke crosses, see _crop)
-    return _Window(win, orig, band, 2 * r + 3, edges, top, bottom, erased=line_level >= 255, line_level=line_level)
+    return _Window(win, orig, band, 2 * r + 3, edges, starts, top, bottom, erased=line_level >= 255,
+                   line_level=line_level)  # fmt: skip
+
+
+def _separator_top(orig, x, top, bottom, line):
+    """The row where a comb separator at column ``x`` starts: half-height separators rise only part way.
+
+    Walks up from the bottom line while the separator's ink is there (short gaps
+    allowed); where no ink marks it (a line lighter than the ink floor), full height.
+    """
+    reach, gap = line // 2 + 1, max(4, 2 * line + 2)  # the line may lean a pixel or two; dashes, specks
+    there = orig[top : bottom + 1, max(0, x - reach) : x + reach + 1].max(1) > 0
+    if not there[-gap:].any():
+        return top
+    start, y = len(there) - 1, len(there) - 1
+    while y >= 0 and start - y <= gap:
+        if there[y]:
+            start = y
+        y -= 1
+    return top + start
 
 
 def _on_a_line(w, x, y, cw, ch):
     """Does a thin blob run along one of the box's lines (within a few pixels of it)?"""
     near = w.reach // 2 + 2  # just outside the erased band
-    if ch > cw:  # vertical: beside a vertical line
-        return min(abs(x + cw / 2 - e) for e in w.edges) <= near
+    if ch > cw:  # vertical: beside a vertical line, where there is one (half-height separators are short)
+        return any(abs(x + cw / 2 - e) <= near and y + ch >= start + near for e, start in zip(w.edges, w.starts))
     return min(abs(y + ch / 2 - w.top), abs(y + ch / 2 - w.bottom)) <= near
 
 
 def _assign(w, box):
     """Label the ink blobs and give each to a cell (index into the spans between edges), or -1.
 
-    A blob belongs to the cell holding its centre of mass; a smaller piece cut
-    off by a box line (it touches the erased line, and a larger blob on the
-    other side does too, within the line's width) goes with that larger blob.
+    A blob belongs to the cell holding its centre of mass; a piece cut off by
+    a box line (it touches the erased line, and a blob at least twice its size on
+    the other side does too, within the line's width) goes with that blob.
     Blobs outside the box that join nothing inside are dropped, and so are specks.
     """
     h = box.h
@@ -177,7 +200,7 @@ def _assign(w, box):
         if not (mine & near[ys, xs]).any():
             continue
         reach = cv2.dilate(mine.view(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
-        others = [j for j in np.unique(labels[ys, xs][reach]) if j not in (0, i) and size[j] > size[i]]
+        others = [j for j in np.unique(labels[ys, xs][reach]) if j not in (0, i) and size[j] > 2 * size[i]]  # a piece, not a digit beside it
         others = [j for j in others if cell[j] >= 0 and cell[j] != cell[i]]
         if others and w.erased:  # (lines not erased: nothing was cut off)
             cell[i] = cell[max(others, key=lambda j: size[j])]

@@ -7,19 +7,19 @@ from formdigits.layout import analyze
 from formdigits.segment import cut_field, ink_image, line_ink
 
 
-def comb_page(line_grey):
-    """A 3-cell comb (cells 50 px wide, 60 px tall) at (40, 40), lines of the given grey."""
-    img = np.full((140, 230), 240, np.uint8)
-    cv2.rectangle(img, (40, 40), (189, 99), line_grey, 2)
-    for x in (90, 140):
-        cv2.line(img, (x, 40), (x, 99), line_grey, 2)
+def comb_page(line_grey, half=False, cells=3):
+    """A comb (cells 50 px wide, 60 px tall) at (40, 40), lines of the given grey."""
+    img = np.full((140, 80 + 50 * cells), 240, np.uint8)
+    cv2.rectangle(img, (40, 40), (39 + 50 * cells, 99), line_grey, 2)
+    for x in range(90, 40 + 50 * cells, 50):
+        cv2.line(img, (x, 80 if half else 40), (x, 99), line_grey, 2)
     return img
 
 
-def cut(img):
+def cut(img, cells=3):
     layout = analyze(img)
     (box,) = layout.boxes
-    assert (box.kind, len(box.cells)) == ("comb", 3)
+    assert (box.kind, len(box.cells)) == ("comb", cells)
     return cut_field(ink_image(layout.darkness), box, line_ink(layout.line_darkness))
 
 
@@ -76,6 +76,15 @@ def test_a_stroke_along_a_dark_line_is_taken_for_the_line():
     img = comb_page(20)
     cv2.line(img, (140, 52), (140, 90), 30, 4)  # the same "1", on a black line: indistinguishable from it
     assert cut(img).crops() == []
+
+
+def test_a_stroke_above_a_half_height_separator_survives():
+    img = comb_page(20, half=True, cells=4)  # separators rise from the bottom line to y=80 only
+    cv2.line(img, (90, 48), (90, 78), 30, 4)  # a "1" where a full separator would be, touching the short one
+    cv2.line(img, (165, 55), (165, 88), 30, 4)
+    crops = cut(img, cells=4).crops()
+    assert len(crops) == 2
+    assert np.ptp(np.flatnonzero(crops[0].any(1))) + 1 >= 26
 
 
 def open_page():
