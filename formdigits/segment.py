@@ -218,7 +218,9 @@ def _crop(w, ids):
     s = w.stats[ids]  # the blobs' joint bounding box, so only that part of the window is looked at
     x0, y0 = s[:, 0].min(), s[:, 1].min()
     x1, y1 = (s[:, 0] + s[:, 2]).max(), (s[:, 1] + s[:, 3]).max()
-    mask, band = np.isin(w.labels[y0:y1, x0:x1], ids), w.band[y0:y1, x0:x1]
+    mine = np.zeros(len(w.stats), bool)
+    mine[ids] = True
+    mask, band = mine[w.labels[y0:y1, x0:x1]], w.band[y0:y1, x0:x1]
     if band.any():
         k = np.ones((w.reach, w.reach), np.uint8)
         mask = mask | ((cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_CLOSE, k) > 0) & band)
@@ -236,8 +238,8 @@ def _crossed(w, cell, n):
     for k, e in enumerate(w.edges[1:-1]):
         a, b = max(0, e - w.reach), min(w.labels.shape[1] - 1, e + w.reach)
         left, right = w.labels[w.top : w.bottom, a], w.labels[w.top : w.bottom, b]
-        on_left = np.isin(left, np.flatnonzero(cell == k)) & (left > 0)
-        on_right = np.isin(right, np.flatnonzero(cell == k + 1)) & (right > 0)
+        on_left = (cell[left] == k) & (left > 0)
+        on_right = (cell[right] == k + 1) & (right > 0)
         near = np.convolve(on_right, np.ones(w.reach, int), mode="same") > 0  # an oblique stroke exits a little lower or higher
         out.append(bool((on_left & near).sum() >= max(2, 0.02 * h)))
     return out
