@@ -161,6 +161,27 @@ FILL, FILL_SIGMA = 0.8, 0.2  # a digit's ink spans at least ~80 % of its blob's 
 SPLIT_COST = 1.0  # log-odds against each extra piece: a digit's arm, cut off, reads as a "1"
 
 
+def _scores(aspects, probs, reject):
+    """Each piece's score: the log-probability of its best digit, less its shape's implausibility and SPLIT_COST."""
+    digit = np.delete(probs, reject, axis=1) if reject >= 0 else probs
+    d = digit.argmax(1)
+    aspect, fill = np.asarray(aspects, float).reshape(len(probs), -1).T
+    shape = np.log(aspect / ASPECT[d]) ** 2 / (2 * ASPECT_SIGMA**2)
+    shape += np.log(np.minimum(1, fill / FILL)) ** 2 / (2 * FILL_SIGMA**2)
+    return np.log(np.maximum(digit.max(1), 1e-9)) - shape - SPLIT_COST
+
+
+def _whole_wins(edges, aspects, first, reject):
+    """Is reading the blob whole (its first edge, ``first`` its probabilities) sure to beat every cut?
+
+    Every piece scores at most -SPLIT_COST, so any cut scores at most
+    -2 * SPLIT_COST: a whole reading that scores more needs no other piece classified.
+    """
+    if len(edges) == 1:
+        return True
+    return edges[0] == (0, max(b for _, b in edges)) and _scores(aspects[:1], first[None], reject)[0] > -2 * SPLIT_COST
+
+
 def _choose(edges, aspects, probs, reject):
     """The likeliest way to read a blob: the indices of the edges on the best path through its slot.
 
@@ -170,16 +191,12 @@ def _choose(edges, aspects, probs, reject):
     minus how implausible the piece's shape is for that digit (a piece far wider
     or narrower than that digit usually is: halves of a "5" may each look like
     a 5, but not 5-shaped; or much shorter than the blob: halves of a slanted
-    "1" each look like a "1"), and ``SPLIT_COST`` per extra piece.
+    "1" each look like a "1"), and ``SPLIT_COST`` per extra piece. When the
+    whole blob reads clearly enough (:func:`_whole_wins`), only its own answer is looked at.
     """
-    if len(edges) == 1:
+    if _whole_wins(edges, aspects, probs[0], reject):
         return [0]
-    digit = np.delete(probs, reject, axis=1) if reject >= 0 else probs
-    d = digit.argmax(1)
-    aspect, fill = np.asarray(aspects, float).reshape(len(edges), -1).T
-    shape = np.log(aspect / ASPECT[d]) ** 2 / (2 * ASPECT_SIGMA**2)
-    shape += np.log(np.minimum(1, fill / FILL)) ** 2 / (2 * FILL_SIGMA**2)
-    score = np.log(np.maximum(digit.max(1), 1e-9)) - shape - SPLIT_COST
+    score = _scores(aspects, probs, reject)
     best = {0: (0.0, [])}  # node -> (score of the best path from 0 to it, its edges)
     for k in sorted(range(len(edges)), key=lambda k: edges[k]):  # by start node: every path is built in order
         a, b = edges[k]
@@ -188,6 +205,35 @@ def _choose(edges, aspects, probs, reject):
             if b not in best or s > best[b][0]:
                 best[b] = (s, best[a][1] + [k])
     return best[max(b for _, b in edges)][1]
+
+
+def _slots(work):
+    """(index of its first crop, edges, aspects) for every slot of a page's fields, in crop order."""
+    j = work.first_crop
+    for _, slots in work.fields:
+        for edges, aspects in slots:
+            yield j, edges, aspects
+            j += len(edges)
+
+
+def _classify(clf, x, works):
+    """The classifier's answers for the crops of ``works`` (stacked in ``x``) that can matter.
+
+    Each slot's first crop is classified; the rest of its crops only when the
+    blob read whole is not sure to win (see :func:`_whole_wins`): most wide
+    blobs are one clear digit, and their cuts need not be read (rows of zeros).
+    """
+    reject = clf.labels.index(REJECT) if REJECT in clf.labels else -1
+    probs = np.zeros((len(x), len(clf.labels)), np.float32)
+    slots = [s for work in works for s in _slots(work) if s[1]]
+    firsts = np.array([j for j, _, _ in slots], int)
+    if len(firsts):
+        probs[firsts] = clf.predict(x[firsts])
+    rest = [k for j, edges, aspects in slots if not _whole_wins(edges, aspects, probs[j], reject)
+            for k in range(j + 1, j + len(edges))]  # fmt: skip
+    if rest:
+        probs[rest] = clf.predict(x[rest])
+    return probs
 
 
 ORIENTATION_SAMPLE = 32  # at most this many crops of a page are read a second time, turned 180 degrees
@@ -227,9 +273,9 @@ def _rows(work, probs, labels, min_confidence):
     for n, ((x, y, w, h, kind), (cut_notes, slots)) in enumerate(zip(work.boxes, work.fields), 1):
         digits, confs, notes, marks = [], [], list(cut_notes), 0
         for k, (edges, aspects) in enumerate(slots, 1):
+            p_slot, j = probs[j : j + len(edges)], j + len(edges)
             if not edges:
                 continue
-            p_slot, j = probs[j : j + len(edges)], j + len(edges)
             for p in p_slot[_choose(edges, aspects, p_slot, reject)]:
                 top = int(p.argmax())
                 if top == reject:
@@ -300,7 +346,7 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
 
     def flush():
         x = np.concatenate(inputs)[:, None] if inputs else None
-        probs = clf.predict(x) if inputs else None
+        probs = _classify(clf, x, pending) if inputs else None
         samples = [work.first_crop + np.array(work.whole_crops[:ORIENTATION_SAMPLE] if work.task.turn == 0 else [], int)
                    for work in pending]  # a page already turned round is not judged again
         flipped = _upside_down(clf, probs, x, samples)
@@ -308,7 +354,7 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
             if upside_down:
                 # upside down: read it again here, turned round (rare, so not worth a worker's round trip)
                 work = analyse_page(work.task._replace(turn=(work.turned + 180) % 360))
-                own = clf.predict(work.inputs[:, None]) if work.inputs is not None and len(work.inputs) else None
+                own = _classify(clf, work.inputs[:, None], [work]) if work.inputs is not None and len(work.inputs) else None
                 work.rows = _rows(work, own, clf.labels, min_confidence)
             else:
                 work.rows = _rows(work, probs, clf.labels, min_confidence)
