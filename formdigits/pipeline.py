@@ -25,6 +25,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from .choose import best_path, whole_wins
 from .classifier import REJECT, Classifier
 from .layout import analyze
 from .output import Row
@@ -154,59 +155,6 @@ def quiet_opencv():
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
-ASPECT = np.array([0.8] * 10)  # typical width / height of each handwritten digit (MNIST)
-ASPECT[1] = 0.4
-ASPECT_SIGMA = 0.5  # spread of log(aspect) around it
-FILL, FILL_SIGMA = 0.8, 0.2  # a digit's ink spans at least ~80 % of its blob's height (log-sd 0.2 below that)
-SPLIT_COST = 1.0  # log-odds against each extra piece: a digit's arm, cut off, reads as a "1"
-
-
-def _scores(aspects, probs, reject):
-    """Each piece's score: the log-probability of its best digit, less its shape's implausibility and SPLIT_COST."""
-    digit = np.delete(probs, reject, axis=1) if reject >= 0 else probs
-    d = digit.argmax(1)
-    aspect, fill = np.asarray(aspects, float).reshape(len(probs), -1).T
-    shape = np.log(aspect / ASPECT[d]) ** 2 / (2 * ASPECT_SIGMA**2)
-    shape += np.log(np.minimum(1, fill / FILL)) ** 2 / (2 * FILL_SIGMA**2)
-    return np.log(np.maximum(digit.max(1), 1e-9)) - shape - SPLIT_COST
-
-
-def _whole_wins(edges, aspects, first, reject):
-    """Is reading the blob whole (its first edge, ``first`` its probabilities) sure to beat every cut?
-
-    Every piece scores at most -SPLIT_COST, so any cut scores at most
-    -2 * SPLIT_COST: a whole reading that scores more needs no other piece classified.
-    """
-    if len(edges) == 1:
-        return True
-    return edges[0] == (0, max(b for _, b in edges)) and _scores(aspects[:1], first[None], reject)[0] > -2 * SPLIT_COST
-
-
-def _choose(edges, aspects, probs, reject):
-    """The likeliest way to read a blob: the indices of the edges on the best path through its slot.
-
-    ``edges`` are the slot's ``(x0, x1)`` pieces (see :class:`~formdigits.segment.Slot`),
-    ``aspects`` their (width/height, ink height/height), ``probs`` the classifier's answers for them.
-    A path scores, for each of its pieces, the log-probability of its best digit
-    minus how implausible the piece's shape is for that digit (a piece far wider
-    or narrower than that digit usually is: halves of a "5" may each look like
-    a 5, but not 5-shaped; or much shorter than the blob: halves of a slanted
-    "1" each look like a "1"), and ``SPLIT_COST`` per extra piece. When the
-    whole blob reads clearly enough (:func:`_whole_wins`), only its own answer is looked at.
-    """
-    if _whole_wins(edges, aspects, probs[0], reject):
-        return [0]
-    score = _scores(aspects, probs, reject)
-    best = {0: (0.0, [])}  # node -> (score of the best path from 0 to it, its edges)
-    for k in sorted(range(len(edges)), key=lambda k: edges[k]):  # by start node: every path is built in order
-        a, b = edges[k]
-        if a in best:
-            s = best[a][0] + score[k]
-            if b not in best or s > best[b][0]:
-                best[b] = (s, best[a][1] + [k])
-    return best[max(b for _, b in edges)][1]
-
-
 def _slots(work):
     """(index of its first crop, edges, aspects) for every slot of a page's fields, in crop order."""
     j = work.first_crop
@@ -220,7 +168,7 @@ def _classify(clf, x, works):
     """The classifier's answers for the crops of ``works`` (stacked in ``x``) that can matter.
 
     Each slot's first crop is classified; the rest of its crops only when the
-    blob read whole is not sure to win (see :func:`_whole_wins`): most wide
+    blob read whole is not sure to win (see :func:`~formdigits.choose.whole_wins`): most wide
     blobs are one clear digit, and their cuts need not be read (rows of zeros).
     """
     reject = clf.labels.index(REJECT) if REJECT in clf.labels else -1
@@ -229,7 +177,7 @@ def _classify(clf, x, works):
     firsts = np.array([j for j, _, _ in slots], int)
     if len(firsts):
         probs[firsts] = clf.predict(x[firsts])
-    rest = [k for j, edges, aspects in slots if not _whole_wins(edges, aspects, probs[j], reject)
+    rest = [k for j, edges, aspects in slots if not whole_wins(edges, aspects, probs[j], reject)
             for k in range(j + 1, j + len(edges))]  # fmt: skip
     if rest:
         probs[rest] = clf.predict(x[rest])
@@ -276,7 +224,7 @@ def _rows(work, probs, labels, min_confidence):
             p_slot, j = probs[j : j + len(edges)], j + len(edges)
             if not edges:
                 continue
-            for p in p_slot[_choose(edges, aspects, p_slot, reject)]:
+            for p in p_slot[best_path(edges, aspects, p_slot, reject)]:
                 top = int(p.argmax())
                 if top == reject:
                     marks += 1

@@ -31,7 +31,7 @@ class Slot:
     end); each edge ``(x0, x1)`` carries one digit crop, and each path from 0 to
     the end is one way to cut the blob into digits: whole, cut at its weakest
     columns, or one crop per comb cell. The classifier's answers choose the
-    likeliest path (recognition-guided segmentation, see ``pipeline._choose``).
+    likeliest path (recognition-guided segmentation, see ``choose.best_path``).
     An empty comb cell has no edges.
     """
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from formdigits.pipeline import _choose, _PageWork, _rows, _scores, _whole_wins
+from formdigits.choose import best_path, piece_scores, whole_wins
+from formdigits.pipeline import _PageWork, _rows
 
 LABELS = [str(d) for d in range(10)] + ["reject"]
 
@@ -58,40 +59,40 @@ def test_empty_field():
 REJECT = LABELS.index("reject")
 
 
-def test_choose_prefers_the_cut_whose_pieces_read_clearly():
+def test_best_path_prefers_the_cut_whose_pieces_read_clearly():
     # a blob 56 px wide read whole (not a digit) or cut at x=16 into pieces that read "1" and "4"
     edges, aspects = [(0, 56), (0, 16), (16, 56)], full(1.4, 0.4, 1.0)
     probs = np.array([onehot("reject", 0.9), onehot("1", 0.98), onehot("4", 0.97)])
-    assert _choose(edges, aspects, probs, REJECT) == [1, 2]
+    assert best_path(edges, aspects, probs, REJECT) == [1, 2]
     (row,) = page([("open", [(edges, aspects)])], probs)
     assert row.value == "14"
 
 
-def test_choose_does_not_split_a_digit_on_a_near_tie():
+def test_best_path_does_not_split_a_digit_on_a_near_tie():
     # a wide "0" read whole at 0.9, or cut into halves that read "0" and "1" just as clearly: one piece wins
     edges, aspects = [(0, 36), (0, 18), (18, 36)], full(0.9, 0.45, 0.45)
     probs = np.array([onehot("0", 0.9), onehot("0", 0.92), onehot("1", 0.92)])
-    assert _choose(edges, aspects, probs, REJECT) == [0]
+    assert best_path(edges, aspects, probs, REJECT) == [0]
 
 
-def test_choose_finds_the_best_path_through_many_cuts():
+def test_best_path_finds_the_best_path_through_many_cuts():
     # three cut points; the best reading takes the pieces (0,10), (10,30), (30,40): "1", "0", "1"
     edges = [(0, 40), (0, 10), (10, 30), (30, 40), (0, 30), (10, 40)]
     aspects = full(1.3, 0.35, 0.7, 0.35, 1.0, 1.0)
     probs = np.array([onehot("reject", 0.99), onehot("1", 0.99), onehot("0", 0.99), onehot("1", 0.99),
                       onehot("reject", 0.95), onehot("reject", 0.95)])  # fmt: skip
-    assert _choose(edges, aspects, probs, REJECT) == [1, 2, 3]
+    assert best_path(edges, aspects, probs, REJECT) == [1, 2, 3]
 
 
-def test_choose_does_not_cut_a_slanted_stroke_into_shorter_ones():
+def test_best_path_does_not_cut_a_slanted_stroke_into_shorter_ones():
     # a slanted "1" as wide as it is tall, or cut into halves that each span only half its height
     edges, aspects = [(0, 40), (0, 20), (20, 40)], [(1.0, 1.0), (0.5, 0.55), (0.5, 0.55)]
     probs = np.array([onehot("1", 0.99), onehot("1", 0.99), onehot("1", 0.99)])
-    assert _choose(edges, aspects, probs, REJECT) == [0]
+    assert best_path(edges, aspects, probs, REJECT) == [0]
 
 
 def test_skipping_the_cuts_of_a_clear_whole_never_changes_the_choice():
-    # the shortcut in _choose (whole blob clear enough: its cuts are not even classified) against the full search
+    # the shortcut in best_path (whole blob clear enough: its cuts are not even classified) against the full search
     rng = np.random.default_rng(0)
     edges = [(0, 60), (0, 20), (0, 35), (20, 35), (20, 60), (35, 60)]
     shortcuts = 0
@@ -99,10 +100,10 @@ def test_skipping_the_cuts_of_a_clear_whole_never_changes_the_choice():
         probs = rng.dirichlet(np.full(len(LABELS), 0.05), size=len(edges)).astype(np.float32)
         aspects = [(float(rng.uniform(0.3, 1.6)), float(rng.uniform(0.5, 1.0))) for _ in edges]
         aspects[0] = (aspects[0][0], 1.0)
-        scores = _scores(aspects, probs, REJECT)
+        scores = piece_scores(aspects, probs, REJECT)
         full = _best_path_by_brute_force(edges, scores)
-        assert _choose(edges, aspects, probs, REJECT) == full
-        shortcuts += _whole_wins(edges, aspects, probs[0], REJECT)
+        assert best_path(edges, aspects, probs, REJECT) == full
+        shortcuts += whole_wins(edges, aspects, probs[0], REJECT)
     assert shortcuts > 100  # the shortcut was taken often enough to be tested
 
 
