@@ -23,7 +23,7 @@ from formdigits.classifier import Classifier
 from formdigits.layout import darkness, estimate_skew, find_boxes, line_mask
 from formdigits.output import RowWriter
 from formdigits.pages import count_pages, read_page
-from formdigits.pipeline import _PageWork, _rows, expand_paths
+from formdigits.pipeline import _classify, _PageWork, _rows, expand_paths
 from formdigits.preprocess import preprocess_batch
 from formdigits.segment import cut_field, ink_image, line_ink
 
@@ -58,9 +58,9 @@ def main():
         crops = [c for cut in cuts for c in cut.crops()]
         crops_total += len(crops)
         x = timed("preprocessing", preprocess_batch, crops, clf.params)
-        probs = timed("inference", clf.predict, x)
         work = _PageWork(f, n, [(b.x, b.y, b.w, b.h, b.kind) for b in boxes],
                          [(c.notes, c.shapes()) for c in cuts])  # fmt: skip
+        probs = timed("inference", _classify, clf, x, [work])
         rows = timed("rows", _rows, work, probs, clf.labels, 0.9)
         writer = RowWriter(io.StringIO(), "csv")
         for r in rows:

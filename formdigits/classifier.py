@@ -24,12 +24,19 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 
 
-def default_model_path():
-    """The model shipped with the package (``export/formdigits.onnx`` in the repository)."""
+def default_model_path(int8=False):
+    """The model shipped with the package (``export/formdigits.onnx`` in the repository).
+
+    ``int8``: its int8 twin (``formdigits-int8.onnx``, same weights quantized,
+    about 1.75x faster on a CPU) when it is there.
+    """
     try:
-        return Path(str(resources.files("formdigits._export") / "formdigits.onnx"))
+        folder = Path(str(resources.files("formdigits._export")))
     except ModuleNotFoundError:  # running from a source checkout that is not installed
-        return Path(__file__).resolve().parent.parent / "export" / "formdigits.onnx"
+        folder = Path(__file__).resolve().parent.parent / "export"
+    if int8 and (folder / "formdigits-int8.onnx").is_file():
+        return folder / "formdigits-int8.onnx"
+    return folder / "formdigits.onnx"
 
 
 def _providers(device):
@@ -52,7 +59,8 @@ class Classifier:
     """Load an exported formdigits ONNX model and classify digit crops in batches.
 
     ``device`` is ``auto`` (CUDA when onnxruntime-gpu and a GPU are present),
-    ``cuda`` or ``cpu``. ``threads`` sets ONNX Runtime's intra-op threads
+    ``cuda`` or ``cpu``. Without ``model_path``, the shipped model: its int8
+    twin on the CPU, the float model on CUDA. ``threads`` sets ONNX Runtime's intra-op threads
     (default: all cores).
     """
 
@@ -63,7 +71,10 @@ class Classifier:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         import onnxruntime as ort
 
-        self.path = Path(model_path) if model_path is not None else default_model_path()
+        providers = _providers(device)
+        # the shipped model: int8 on a CPU (faster, same accuracy), float on a GPU
+        cpu = providers[0] == "CPUExecutionProvider"
+        self.path = Path(model_path) if model_path is not None else default_model_path(int8=cpu)
         if not self.path.is_file():
             hint = "" if model_path is not None else " (the shipped model is missing: reinstall formdigits or pass --model)"
             raise ModelError(f"{self.path}: model file not found{hint}")
@@ -74,7 +85,7 @@ class Classifier:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=_providers(device))
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelError(f"{self.path}: not a usable ONNX model: {first}") from None

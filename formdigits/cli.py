@@ -355,18 +355,25 @@ def train(data_dir, extra_data, out_dir, epochs, batch_size, lr, device, seed, v
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", default="formdigits.onnx", show_default=True, type=click.Path(dir_okay=False),
               help="ONNX file to write.")
+@click.option("--int8/--no-int8", default=True, show_default=True,
+              help="Also write an int8 copy beside it (NAME-int8.onnx), calibrated on the checkpoint's "
+                   "held-out MNIST training digits; the scanner runs it on the CPU, ~1.75x faster.")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Folder with the MNIST IDX files, for --int8 [default: $FORMDIGITS_MNIST_DIR or the cache folder].")
 @library_errors
-def export(checkpoint, output):
+def export(checkpoint, output, int8, data_dir):
     """Export a training CHECKPOINT to an ONNX model the scanner can use.
 
     The model's metadata carries its labels, preprocessing parameters and the
     metrics.json found beside the checkpoint.
     """
     _need_torch("export")
-    from .train.export import export_checkpoint
+    from .train.export import export_checkpoint, quantize_export
 
     export_checkpoint(checkpoint, output)
     click.echo(f"wrote {output}", err=True)
+    if int8:
+        click.echo(f"wrote {quantize_export(checkpoint, output, data_dir)}", err=True)
 
 
 @main.command()

@@ -96,3 +96,30 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
     garbage.write_bytes(b"\x00" * 100)
     with pytest.raises(ModelError, match="garbage.pt: not a formdigits checkpoint"):
         load_checkpoint(garbage)
+
+
+def test_the_shipped_int8_twin_carries_the_same_contract():
+    from formdigits.classifier import default_model_path
+
+    fp32, int8 = default_model_path(), default_model_path(int8=True)
+    assert int8.name == "formdigits-int8.onnx" and int8.is_file()
+    meta = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
+    meta8 = {p.key: p.value for p in onnx.load(str(int8)).metadata_props}
+    assert meta8.pop("formdigits.quantized") == "int8"
+    assert meta8 == meta  # labels, preprocessing, temperature, metrics: one contract for both
+    assert Classifier(device="cpu").path == int8  # the CPU runs the int8 twin by default
+
+
+def test_the_int8_twin_reads_digits_as_the_float_model_does(mnist_dir):
+    from formdigits.classifier import default_model_path
+    from formdigits.mnist import load_mnist
+    from formdigits.preprocess import preprocess_batch
+
+    images, labels = load_mnist("test", mnist_dir)
+    x = preprocess_batch(list(images[:2000]))
+    p32 = Classifier(default_model_path(), device="cpu").predict(x)
+    p8 = Classifier(default_model_path(int8=True), device="cpu").predict(x)
+    assert (p32.argmax(1) == p8.argmax(1)).mean() >= 0.995
+    acc32, acc8 = (p32.argmax(1) == labels[:2000]).mean(), (p8.argmax(1) == labels[:2000]).mean()
+    assert acc8 >= acc32 - 0.002
+    assert np.abs(p32 - p8).max(1).mean() < 0.02  # probabilities too, not just the winner

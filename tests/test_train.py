@@ -27,8 +27,12 @@ def test_train_export_evaluate(tmp_path, mnist_dir):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_n"] == 1000 and metrics["test_accuracy"] > 0.8  # one epoch on 5,000 digits
 
+    assert (out / "formdigits-int8.onnx").stat().st_size > 0  # the int8 twin, for CPUs
     again = tmp_path / "again.onnx"
-    assert run("export", out / "checkpoint.pt", "-o", again).exit_code == 0
+    assert run("export", out / "checkpoint.pt", "-o", again, "--data-dir", mnist_dir).exit_code == 0
+    assert (tmp_path / "again-int8.onnx").is_file()
+    r8 = run("evaluate", "--model", tmp_path / "again-int8.onnx", "--data-dir", mnist_dir, "--limit", 1000, "--json")
+    assert json.loads(r8.stdout)["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=0.01)
 
     r = run("evaluate", "--model", again, "--data-dir", mnist_dir, "--limit", 1000, "--json")
     assert r.exit_code == 0, r.output

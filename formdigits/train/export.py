@@ -6,6 +6,7 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import __version__
@@ -99,3 +100,77 @@ def export_checkpoint(checkpoint, out_path, metrics=None):
     params = PreprocessParams(**ckpt.get("preprocess", {}))
     labels = tuple(ckpt.get("labels", LABELS))
     return export_model(model, out_path, labels, params, metrics, ckpt.get("temperature", 1.0))
+
+
+def int8_path(fp32_path):
+    """Where the int8 twin of a model goes: ``formdigits.onnx`` -> ``formdigits-int8.onnx``."""
+    p = Path(fp32_path)
+    return p.with_name(p.stem + "-int8" + p.suffix)
+
+
+def quantize_model(fp32_path, calibration, out_path=None):
+    """Write an int8 copy of an exported model (ONNX Runtime static quantization, QDQ, per channel).
+
+    ``calibration``: network inputs (N, 1, S, S) float32 whose activations set the
+    int8 ranges; use crops like those the scanner sees. The copy keeps the
+    original's metadata (labels, preprocessing, metrics) and notes
+    ``formdigits.quantized = int8``. On a CPU it runs about 1.75x faster (see
+    export/MODEL.md); GPUs run the float model.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    fp32_path = Path(fp32_path)
+    out_path = Path(out_path) if out_path is not None else int8_path(fp32_path)
+    batches = [{INPUT_NAME: np.ascontiguousarray(calibration[i : i + 128], np.float32)}
+               for i in range(0, len(calibration), 128)]  # fmt: skip
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(batches)
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    pre = out_path.with_name(out_path.name + ".pre.tmp")
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    try:
+        quant_pre_process(str(fp32_path), str(pre))
+        quantize_static(str(pre), str(tmp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
+        proto, original = onnx.load(str(tmp)), onnx.load(str(fp32_path))
+        del proto.metadata_props[:]
+        proto.metadata_props.extend(original.metadata_props)
+        proto.metadata_props.add(key="formdigits.quantized", value="int8")
+        proto.doc_string = original.doc_string + " (int8)"
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, out_path)
+    finally:
+        for leftover in (pre, tmp):
+            leftover.unlink(missing_ok=True)
+    return out_path
+
+
+def calibration_inputs(images, seed=0, n=1000):
+    """Network inputs for :func:`quantize_model`: held-out digits clean and redrawn as scans, and non-digits."""
+    from ..preprocess import preprocess
+    from . import augment
+
+    rng = np.random.default_rng(seed)
+    images = images[:n]
+    crops = list(images) + [augment.scan_like(img, rng, images[rng.integers(len(images))]) for img in images]
+    crops += augment.nondigit_set(n // 5, seed + 1, images)
+    return np.stack([preprocess(c) for c in crops])[:, None]
+
+
+def quantize_export(checkpoint, fp32_path, data_dir=None):
+    """The int8 twin of a checkpoint's exported model, calibrated exactly as training does it
+    (its held-out MNIST training digits, seed + 11); needs MNIST in ``data_dir``."""
+    from ..mnist import load_mnist
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    config = ckpt.get("train_config", {})
+    images, _ = load_mnist("train", data_dir)
+    held_out = images[-int(config.get("val_size", 1000)) :]
+    return quantize_model(fp32_path, calibration_inputs(held_out, int(config.get("seed", 0)) + 11))

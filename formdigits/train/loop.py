@@ -247,10 +247,11 @@ def train(out_dir="export", data_dir=None, extra_data=None, config=None, model_c
         "extra_crops": len(extra[0]) if extra else 0,
     })  # fmt: skip
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    from .export import export_checkpoint
+    from .export import calibration_inputs, export_checkpoint, quantize_model
     from .plots import plot_confusion, plot_curves
 
     export_checkpoint(ckpt_path, out_dir / "formdigits.onnx", metrics)
+    quantize_model(out_dir / "formdigits.onnx", calibration_inputs(val_images, config.seed + 11))
     plot_curves(history, out_dir / "curves.png")
     plot_confusion(metrics["confusion"], out_dir / "confusion.png")
     return metrics
