@@ -75,3 +75,39 @@ def test_bad_files_name_the_file(tmp_path):
         list(read_pages(tmp_path / "nothere.png"))
     with pytest.raises(PageError, match="is a directory"):
         list(read_pages(tmp_path))
+
+
+def _rendered(monkeypatch):
+    """Count page renders (the slow path)."""
+    import pypdfium2 as pdfium
+
+    calls, render = [], pdfium.PdfPage.render
+    monkeypatch.setattr(pdfium.PdfPage, "render", lambda self, **kw: calls.append(kw) or render(self, **kw))
+    return calls
+
+
+def test_a_scanned_pdf_page_is_read_from_its_jpeg(tmp_path, monkeypatch):
+    img = cv2.cvtColor(cv2.resize(page_image(), (480, 360)), cv2.COLOR_GRAY2BGR)
+    save_pages([SynthPage(img, [], 300)], tmp_path / "scan.pdf")
+    calls = _rendered(monkeypatch)
+    [fast] = list(read_pages(tmp_path / "scan.pdf"))
+    assert calls == []  # not rendered: the embedded JPEG, decoded to gray
+    assert fast.image.shape == (360, 480) and round(fast.dpi) == 300  # the scan's own pixels
+    [slow] = list(read_pages(tmp_path / "scan.pdf", pdf_dpi=300))  # an asked dpi is always rendered
+    assert len(calls) == 1
+    h, w = min(fast.image.shape[0], slow.image.shape[0]), min(fast.image.shape[1], slow.image.shape[1])
+    assert np.abs(fast.image[:h, :w].astype(int) - slow.image[:h, :w]).mean() < 3
+
+
+def test_a_rotated_pdf_page_is_rendered(tmp_path, monkeypatch):
+    import pypdfium2 as pdfium
+
+    img = cv2.cvtColor(cv2.resize(page_image(), (480, 360)), cv2.COLOR_GRAY2BGR)
+    save_pages([SynthPage(img, [], 300)], tmp_path / "scan.pdf")
+    pdf = pdfium.PdfDocument(str(tmp_path / "scan.pdf"))
+    pdf[0].set_rotation(90)
+    pdf.save(str(tmp_path / "turned.pdf"))
+    pdf.close()
+    calls = _rendered(monkeypatch)
+    [page] = list(read_pages(tmp_path / "turned.pdf"))
+    assert len(calls) == 1 and abs(page.image.shape[0] - 480) <= 1 and abs(page.image.shape[1] - 360) <= 1  # turned
