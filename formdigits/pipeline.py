@@ -8,10 +8,10 @@ they are ready (``iter_scan``), so memory stays flat however many pages go in.
 
 Field confidence is the product of its digits' probabilities (the chance that
 every digit is right, if the model is calibrated); 0 when a mark in it is not a
-digit (mostly digits run together: the value is then incomplete). A field is ``review`` when
-that is below ``min_confidence``, when a mark in it is not a digit, or when ink
-crossing the box line could not be given to any digit; ``empty`` when it holds
-no ink at all.
+digit (mostly digits run together: the value is then incomplete). A field is
+``review`` when its confidence is below ``min_confidence``, when a mark in it is
+not a digit, or when ink crossing the box line could not be given to any digit;
+``empty`` when it holds no ink at all.
 """
 
 import math
