@@ -335,8 +335,9 @@ def train(data_dir, extra_data, out_dir, epochs, batch_size, lr, device, seed, v
     """Train the digit CNN on MNIST redrawn as scanned form crops, and export it to ONNX.
 
     \b
-    Writes into OUT_DIR: checkpoint.pt, formdigits.onnx, metrics.json,
-    curves.png (training curves) and confusion.png (MNIST test set).
+    Writes into OUT_DIR: checkpoint.pt, formdigits.onnx, formdigits-int8.onnx
+    (its int8 twin, which the scanner runs on CPUs), metrics.json, curves.png
+    (training curves) and confusion.png (MNIST test set).
     """
     _need_torch("train")
     from .train.loop import TrainConfig, train as run
