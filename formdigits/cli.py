@@ -78,12 +78,14 @@ def main():
               help="Read exactly the fields of this form template (from `formdigits template`), named and checked "
                    "against its rules. Repeat for several forms: each page gets the one it matches best.")
 @click.option("-r", "--recursive", is_flag=True, help="Scan folders given as PATHS recursively.")
-@click.option("--model", type=click.Path(dir_okay=False), help="Exported ONNX model [default: the shipped model].")
+@click.option("--model", type=click.Path(dir_okay=False),
+              help="Exported ONNX model [default: the shipped model, its int8 twin on the CPU].")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
               help="auto: CUDA when onnxruntime-gpu and a GPU are present, else CPU.")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1), help="Digits per inference batch.")
 @click.option("--min-confidence", default=0.9, show_default=True, type=click.FloatRange(0, 1),
-              help="Fields whose confidence (product of digit probabilities) is lower get status 'review'.")
+              help="Fields whose confidence (product of digit probabilities; 0 with a mark that is not a digit) "
+                   "is lower get status 'review'.")
 @click.option("--pdf-dpi", default="auto", show_default=True, type=PdfDpi(),
               help="Resolution at which PDF pages are rendered; auto: the resolution of the scan inside each page "
                    "(300 for pages without one).")
@@ -378,7 +380,8 @@ def export(checkpoint, output, int8, data_dir):
 
 
 @main.command()
-@click.option("--model", type=click.Path(dir_okay=False), help="ONNX model [default: the shipped model].")
+@click.option("--model", type=click.Path(dir_okay=False),
+              help="ONNX model [default: the shipped model, its int8 twin on the CPU].")
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Folder with the MNIST IDX files [default: $FORMDIGITS_MNIST_DIR or the cache folder].")
 @click.option("--limit", default=0, type=click.IntRange(0), help="Use the first N test digits only.")

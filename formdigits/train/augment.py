@@ -136,7 +136,7 @@ def _uneven(img, rng):
 
 
 def _scan(img, rng):
-    """Faint ink, blur, sensor noise and a speck or two: what a scanner adds."""
+    """Faint ink, blur, sensor noise, a speck or two, bitonal thresholding: what a scanner adds."""
     if rng.random() < 0.3:
         img = (img * rng.uniform(0.45, 1.0)).astype(np.uint8)
     if rng.random() < 0.4:
@@ -148,6 +148,8 @@ def _scan(img, rng):
         h, w = img.shape
         for _ in range(int(rng.integers(1, 3))):
             cv2.circle(img, (int(rng.integers(w)), int(rng.integers(h))), int(rng.integers(1, 3)), 255, -1)
+    if rng.random() < 0.15:  # a bitonal (fax) scan: ink or paper, at the scanner's threshold
+        img = np.where(img >= rng.uniform(60, 180), 255, 0).astype(np.uint8)
     return img
 
 
