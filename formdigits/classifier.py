@@ -28,7 +28,7 @@ def default_model_path(int8=False):
     """The model shipped with the package (``export/formdigits.onnx`` in the repository).
 
     ``int8``: its int8 twin (``formdigits-int8.onnx``, same weights quantized,
-    about 1.75x faster on a CPU) when it is there.
+    about twice as fast on a CPU) when it is there.
     """
     try:
         folder = Path(str(resources.files("formdigits._export")))

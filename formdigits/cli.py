@@ -360,7 +360,7 @@ def train(data_dir, extra_data, out_dir, epochs, batch_size, lr, device, seed, v
               help="ONNX file to write.")
 @click.option("--int8/--no-int8", default=True, show_default=True,
               help="Also write an int8 copy beside it (NAME-int8.onnx), calibrated on the checkpoint's "
-                   "held-out MNIST training digits; the scanner runs it on the CPU, ~1.75x faster.")
+                   "held-out MNIST training digits; the scanner runs it on the CPU, ~2x faster.")
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Folder with the MNIST IDX files, for --int8 [default: $FORMDIGITS_MNIST_DIR or the cache folder].")
 @library_errors

@@ -114,7 +114,7 @@ def quantize_model(fp32_path, calibration, out_path=None):
     ``calibration``: network inputs (N, 1, S, S) float32 whose activations set the
     int8 ranges; use crops like those the scanner sees. The copy keeps the
     original's metadata (labels, preprocessing, metrics) and notes
-    ``formdigits.quantized = int8``. On a CPU it runs about 1.75x faster (see
+    ``formdigits.quantized = int8``. On a CPU it runs about twice as fast (see
     export/MODEL.md); GPUs run the float model.
     """
     import onnx
