@@ -110,8 +110,12 @@ class _Window:
     labels: np.ndarray = None
     stats: np.ndarray = None
     cut: bool = False  # a sizeable piece of ink across the box line was left out
-    erased: bool = True  # the lines were erased (dark lines), cutting strokes that cross them
     line_level: int = 255  # ink up to this on the lines is the lines' own
+
+    @property
+    def erased(self):
+        """Were the lines erased whole (dark lines), cutting the strokes that cross them?"""
+        return self.line_level >= 255
 
 
 def _window(ink, box, line_level=255):
@@ -135,8 +139,7 @@ def _window(ink, box, line_level=255):
     for x, start in zip(edges, starts):
         band[max(0, start - r) : bottom + r + 1, max(0, x - r) : x + r + 1] = True
     win[band & (win <= line_level)] = 0  # dark lines: all ink on them is lost (put back where a stroke crosses, see _crop)
-    return _Window(win, orig, band, 2 * r + 3, edges, starts, top, bottom, erased=line_level >= 255,
-                   line_level=line_level)  # fmt: skip
+    return _Window(win, orig, band, 2 * r + 3, edges, starts, top, bottom, line_level=line_level)
 
 
 def _separator_top(orig, x, top, bottom, line):
@@ -229,7 +232,7 @@ def _crop(w, ids):
     return np.where(mask, w.orig[y0:y1, x0:x1], 0).astype(np.uint8)
 
 
-def _crossed(w, cell, n):
+def _crossed(w, cell):
     """Per separator of a comb: does ink run across it from the cell on its left into the one on its right?
 
     True when blobs of the two cells both reach the erased separator at about
@@ -249,11 +252,10 @@ def _crossed(w, cell, n):
 
 def _spanned(w, cell):
     """Per separator of a comb: does one blob reach well across it on both sides (lines not erased)?"""
-    out = []
-    for e, width in zip(w.edges[1:-1], np.diff(w.edges)):
-        m = 0.15 * width
-        out.append(any(cell[i] >= 0 and x + m < e < x + cw - m for i, (x, _, cw, _, _) in enumerate(w.stats) if i))
-    return out
+    x0, x1 = w.stats[1:, 0], w.stats[1:, 0] + w.stats[1:, 2]  # every blob's x-range (label 0: paper)
+    inside = cell[1:] >= 0
+    return [bool((inside & (x0 + m < e) & (e < x1 - m)).any())
+            for e, m in zip(w.edges[1:-1], 0.15 * np.diff(w.edges))]  # fmt: skip
 
 
 def cut_comb(ink, box, line_level=255):
@@ -267,7 +269,7 @@ def cut_comb(ink, box, line_level=255):
     w = _window(ink, box, line_level)
     cell = _assign(w, box)
     n = len(box.cells)
-    crossed = [a or b for a, b in zip(_crossed(w, cell, n), _spanned(w, cell))] + [False]
+    crossed = [a or b for a, b in zip(_crossed(w, cell), _spanned(w, cell))] + [False]
     slots, k = [], 0
     while k < n:
         j = k

@@ -290,3 +290,12 @@ def nondigit_set(n, seed, digits=None):
     """A reproducible list of ``n`` non-digit crops (evaluation uses a seed training never sees)."""
     rng = np.random.default_rng(seed)
     return [nondigit(rng, digits) for _ in range(n)]
+
+
+def scanner_view(images, seed):
+    """Held-out digits as the scanner sees them: each clean, each redrawn as a scan, then
+    ``len(images) // 5`` non-digits. Returns ``(crops, n_nondigits)``; reproducible from ``seed``."""
+    rng = np.random.default_rng(seed)
+    scanned = [scan_like(img, rng, images[rng.integers(len(images))]) for img in images]
+    nondigits = nondigit_set(len(images) // 5, seed + 1, images)
+    return list(images) + scanned + nondigits, len(nondigits)

@@ -152,25 +152,23 @@ def quantize_model(fp32_path, calibration, out_path=None):
     return out_path
 
 
-def calibration_inputs(images, seed=0, n=1000):
-    """Network inputs for :func:`quantize_model`: held-out digits clean and redrawn as scans, and non-digits."""
+def calibration_inputs(held_out, train_seed):
+    """Network inputs for :func:`quantize_model`: a training run's held-out digits as the
+    scanner sees them (clean, redrawn as scans, and non-digits; seed = the run's seed + 11)."""
     from ..preprocess import preprocess
-    from . import augment
+    from .augment import scanner_view
 
-    rng = np.random.default_rng(seed)
-    images = images[:n]
-    crops = list(images) + [augment.scan_like(img, rng, images[rng.integers(len(images))]) for img in images]
-    crops += augment.nondigit_set(n // 5, seed + 1, images)
+    crops, _ = scanner_view(held_out, train_seed + 11)
     return np.stack([preprocess(c) for c in crops])[:, None]
 
 
 def quantize_export(checkpoint, fp32_path, data_dir=None):
     """The int8 twin of a checkpoint's exported model, calibrated exactly as training does it
-    (its held-out MNIST training digits, seed + 11); needs MNIST in ``data_dir``."""
+    (on its held-out MNIST training digits); needs MNIST in ``data_dir``."""
     from ..mnist import load_mnist
 
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     config = ckpt.get("train_config", {})
     images, _ = load_mnist("train", data_dir)
     held_out = images[-int(config.get("val_size", 1000)) :]
-    return quantize_model(fp32_path, calibration_inputs(held_out, int(config.get("seed", 0)) + 11))
+    return quantize_model(fp32_path, calibration_inputs(held_out, int(config.get("seed", 0))))

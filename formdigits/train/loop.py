@@ -124,11 +124,8 @@ def fit_temperature(logits, labels):
 @torch.no_grad()
 def calibration_set(model, device, images, labels, seed):
     """Logits and labels of held-out crops as the scanner sees them: clean, scan-like and non-digits."""
-    rng = np.random.default_rng(seed)
-    scanned = [augment.scan_like(img, rng, images[rng.integers(len(images))]) for img in images]
-    nondigits = augment.nondigit_set(len(images) // 5, seed + 1, images)
-    crops = list(images) + scanned + nondigits
-    ys = np.concatenate([labels, labels, np.full(len(nondigits), REJECT_INDEX)])
+    crops, n_nondigits = augment.scanner_view(images, seed)
+    ys = np.concatenate([labels, labels, np.full(n_nondigits, REJECT_INDEX)])
     x, y = as_tensors(crops, ys)
     model.eval()
     out = [model(x[i : i + 1024].to(device)).float().cpu() for i in range(0, len(x), 1024)]
@@ -251,7 +248,7 @@ def train(out_dir="export", data_dir=None, extra_data=None, config=None, model_c
     from .plots import plot_confusion, plot_curves
 
     export_checkpoint(ckpt_path, out_dir / "formdigits.onnx", metrics)
-    quantize_model(out_dir / "formdigits.onnx", calibration_inputs(val_images, config.seed + 11))
+    quantize_model(out_dir / "formdigits.onnx", calibration_inputs(val_images, config.seed))
     plot_curves(history, out_dir / "curves.png")
     plot_confusion(metrics["confusion"], out_dir / "confusion.png")
     return metrics
