@@ -20,7 +20,7 @@ from collections import Counter
 import cv2
 
 from formdigits.classifier import Classifier
-from formdigits.layout import darkness, estimate_skew, find_boxes, line_mask
+from formdigits.layout import _contours, darkness, estimate_skew, find_boxes, line_mask
 from formdigits.output import RowWriter
 from formdigits.pages import count_pages, read_page
 from formdigits.pipeline import _classify, _PageWork, _rows, expand_paths
@@ -47,12 +47,15 @@ def main():
 
     for f, n in tasks:
         page = timed("decode", read_page, f, n)
-        dark = timed("deskew", darkness, page.image)
-        angle = timed("deskew", estimate_skew, timed("deskew", line_mask, dark))
+        dark = timed("deskew", darkness, page.image)  # as layout._analyze_dark does it, stage by stage
+        mask = timed("deskew", line_mask, dark)
+        contours = timed("deskew", _contours, mask)
+        angle = timed("deskew", estimate_skew, mask, contours)
         matrix = cv2.getRotationMatrix2D((dark.shape[1] / 2, dark.shape[0] / 2), angle, 1.0)
         if abs(angle) >= 0.05:
             dark = timed("deskew", cv2.warpAffine, dark, matrix, dark.shape[::-1], None, cv2.INTER_LINEAR, 0, 0)
-        boxes, level = timed("boxes", find_boxes, dark)
+            mask = contours = None
+        boxes, level = timed("boxes", find_boxes, dark, mask, contours)
         ink = timed("segmentation", ink_image, dark)
         cuts = [timed("segmentation", cut_field, ink, b, line_ink(level)) for b in boxes]
         crops = [c for cut in cuts for c in cut.crops()]

@@ -81,12 +81,19 @@ def line_mask(dark):
     return (cv2.blur(dark, (3, 3)) >= MASK_LEVEL).view(np.uint8)
 
 
-def estimate_skew(mask):
-    """Skew in degrees from the page's rectangular outlines (0 when there are none)."""
+def _contours(mask):
+    """Outer boundaries at every level and their holes (CCOMP): boxes inside a frame count too."""
+    return cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+
+
+def estimate_skew(mask, contours=None):
+    """Skew in degrees from the page's rectangular outlines (0 when there are none).
+
+    ``contours``: the mask's :func:`_contours`, when already found.
+    """
     h, w = mask.shape
     min_side = max(MIN_BOX_PX, 0.01 * min(h, w))
-    # outer boundaries at every level (CCOMP): boxes inside a frame count too
-    contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    contours, hierarchy = contours or _contours(mask)
     angles, weights = [], []
     for c, (_, _, _, parent) in zip(contours, hierarchy[0] if hierarchy is not None else []):
         if parent != -1:
@@ -169,14 +176,14 @@ def _comb_cells(roi, line):
     return [(int(round(a)), int(round(b))) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def _outlines(mask):
+def _outlines(mask, contours=None):
     """``(x, y, w, h, roi)`` of each connected shape in the mask that encloses a hole, roi its own pixels.
 
     Outer contours with a hole (``RETR_CCOMP``) find the candidates at a fraction
     of the cost of labelling the whole page; each is then labelled within its
     own bounding box only.
     """
-    contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    contours, hierarchy = contours or _contours(mask)
     if hierarchy is None:
         return
     links = hierarchy[0]
@@ -201,15 +208,15 @@ def _outlines(mask):
         yield x, y, w, h, roi
 
 
-def find_boxes(dark, mask=None):
+def find_boxes(dark, mask=None, contours=None):
     """Boxes on a deskewed darkness image, in reading order, and the lines' typical darkness.
 
-    ``mask``: the page's :func:`line_mask`, when already made.
+    ``mask``: the page's :func:`line_mask`, and ``contours`` its :func:`_contours`, when already found.
     """
     mask = line_mask(dark) if mask is None else mask
     H, W = mask.shape
     found = []
-    for x, y, w, h, roi in _outlines(mask):
+    for x, y, w, h, roi in _outlines(mask, contours):
         if x == 0 or y == 0 or x + w >= W or y + h >= H or (w > 0.9 * W and h > 0.9 * H):
             continue  # the page border or the scanner's edge
         edges = _box_edges(roi)
@@ -301,11 +308,13 @@ def analyze(gray, turn=0):
 
 def _analyze_dark(dark):
     mask = line_mask(dark)
-    angle = estimate_skew(mask)
+    contours = _contours(mask)
+    angle = estimate_skew(mask, contours)
     h, w = dark.shape
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
     if abs(angle) >= 0.05:
         dark = cv2.warpAffine(dark, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
-        mask = None  # the lines moved: found again on the straightened page
-    boxes, level = find_boxes(dark, mask)
+        mask = contours = None  # the lines moved: found again on the straightened page
+    boxes, level = find_boxes(dark, mask, contours)
     return Layout(dark, matrix, angle, boxes, level)
+
