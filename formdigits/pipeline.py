@@ -213,18 +213,45 @@ def _upside_down(clf, probs, x, pages):
     return out
 
 
-def _rows(work, probs, labels, min_confidence):
+def _paths(work, probs, reject):
+    """Per field, per slot: the indices (into ``probs``) of the crops on the slot's best path."""
+    out, j = [], work.first_crop
+    for _, slots in work.fields:
+        chosen = []
+        for edges, aspects in slots:
+            chosen.append([j + e for e in best_path(edges, aspects, probs[j : j + len(edges)], reject)] if edges else [])
+            j += len(edges)
+        out.append(chosen)
+    return out
+
+
+DOUBT = 0.99  # a chosen digit read with less than this probability gets a second look
+
+
+def _second_look(clf, x, probs, paths):
+    """``probs`` with the doubtful digits on the chosen paths read again, from jittered copies too.
+
+    About one digit in ten; on the tuning set this lowers the confidence of
+    ambiguous digits read wrongly more than of those read right (field error at
+    5 % reject 1.2 -> 0.8 %), for a tenth more inference.
+    """
+    doubtful = [i for field_ in paths for slot in field_ for i in slot if probs[i].max() < DOUBT]
+    if doubtful:
+        probs = probs.copy()
+        probs[doubtful] = clf.predict_steady(x[doubtful])
+    return probs
+
+
+def _rows(work, probs, paths, labels, min_confidence):
+    """The page's rows, from the classifier's answers and each slot's chosen crops (see :func:`_paths`)."""
     if work.error:
         return [Row(work.file, work.page, error=work.error, form=work.form)]
-    rows, j = [], work.first_crop
+    rows = []
     reject = labels.index(REJECT) if REJECT in labels else -1
-    for n, ((x, y, w, h, kind), (cut_notes, slots)) in enumerate(zip(work.boxes, work.fields), 1):
+    for n, ((x, y, w, h, kind), (cut_notes, _), chosen) in enumerate(zip(work.boxes, work.fields, paths), 1):
         digits, confs, notes, marks = [], [], list(cut_notes), 0
-        for k, (edges, aspects) in enumerate(slots, 1):
-            p_slot, j = probs[j : j + len(edges)], j + len(edges)
-            if not edges:
-                continue
-            for p in p_slot[best_path(edges, aspects, p_slot, reject)]:
+        for k, slot in enumerate(chosen, 1):
+            for p in probs[slot]:
                 top = int(p.argmax())
                 if top == reject:
                     marks += 1
@@ -248,6 +275,20 @@ def _rows(work, probs, labels, min_confidence):
         rows.append(Row(work.file, work.page, name, x, y, w, h, "".join(digits), confidence, confs, status,
                         "; ".join(notes), kind, work.form))  # fmt: skip
     return rows
+
+
+def _read(clf, x, works, min_confidence):
+    """Classify the crops of ``works`` (stacked in ``x``), choose each slot's reading, fill in their rows.
+
+    Returns the classifier's first answers for every crop.
+    """
+    probs = _classify(clf, x, works) if x is not None else None
+    reject = clf.labels.index(REJECT) if REJECT in clf.labels else -1
+    paths = [_paths(work, probs, reject) for work in works]
+    final = _second_look(clf, x, probs, [f for page in paths for f in page]) if x is not None else None
+    for work, page in zip(works, paths):
+        work.rows = _rows(work, final, page, clf.labels, min_confidence)
+    return probs
 
 
 def plan_pages(paths, pdf_dpi="auto", params=None, keep_images=False, skip=None, templates=()):
@@ -294,7 +335,7 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
 
     def flush():
         x = np.concatenate(inputs)[:, None] if inputs else None
-        probs = _classify(clf, x, pending) if inputs else None
+        probs = _read(clf, x, pending, min_confidence)
         samples = [work.first_crop + np.array(work.whole_crops[:ORIENTATION_SAMPLE] if work.task.turn == 0 else [], int)
                    for work in pending]  # a page already turned round is not judged again
         flipped = _upside_down(clf, probs, x, samples)
@@ -302,10 +343,8 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
             if upside_down:
                 # upside down: read it again here, turned round (rare, so not worth a worker's round trip)
                 work = analyse_page(work.task._replace(turn=(work.turned + 180) % 360))
-                own = _classify(clf, work.inputs[:, None], [work]) if work.inputs is not None and len(work.inputs) else None
-                work.rows = _rows(work, own, clf.labels, min_confidence)
-            else:
-                work.rows = _rows(work, probs, clf.labels, min_confidence)
+                own = work.inputs[:, None] if work.inputs is not None and len(work.inputs) else None
+                _read(clf, own, [work], min_confidence)
             work.inputs = None
             yield work
         pending.clear()

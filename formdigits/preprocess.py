@@ -63,6 +63,30 @@ def preprocess(crop, params=DEFAULT_PARAMS):
     return out
 
 
+# small changes a writer's hand or a scanner makes: (dx, dy) pixels, degrees turned, scale
+JITTER = ((1, 0, 0, 1.0), (-1, 0, 0, 1.0), (0, 1, 0, 1.0), (0, -1, 0, 1.0),
+          (0, 0, 10, 1.0), (0, 0, -10, 1.0), (0, 0, 0, 0.85), (0, 0, 0, 1.12))  # fmt: skip
+
+
+def jitter(inputs):
+    """Copies of network inputs ``(N, S, S)``, each moved as in :data:`JITTER`: ``(len(JITTER), N, S, S)``.
+
+    A clear digit reads the same in every copy; an ambiguous one often does not
+    (used to take a second look at doubtful digits, see ``Classifier.predict_steady``).
+    """
+    inputs = np.asarray(inputs, np.float32)
+    if inputs.ndim != 3 or inputs.shape[1] != inputs.shape[2]:
+        raise ValueError(f"inputs must have shape (N, S, S), got {inputs.shape}")
+    size = inputs.shape[1]
+    out = np.empty((len(JITTER), *inputs.shape), np.float32)
+    for k, (dx, dy, degrees, scale) in enumerate(JITTER):
+        m = cv2.getRotationMatrix2D((size / 2 - 0.5, size / 2 - 0.5), degrees, scale)
+        m[:, 2] += (dx, dy)
+        for i, x in enumerate(inputs):
+            out[k, i] = cv2.warpAffine(x, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+    return out
+
+
 def preprocess_batch(crops, params=DEFAULT_PARAMS):
     """Stack crops into the ``(N, 1, size, size)`` float32 batch the network takes."""
     batch = np.zeros((len(crops), 1, params.size, params.size), np.float32)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from formdigits.choose import best_path, piece_scores, whole_wins
-from formdigits.pipeline import _PageWork, _rows
+from formdigits.pipeline import DOUBT, _PageWork, _paths, _rows, _second_look
 
 LABELS = [str(d) for d in range(10)] + ["reject"]
 
@@ -30,7 +30,8 @@ def page(fields, probs):
     for kind, slots in fields:
         work.boxes.append((0, 0, 10, 10, kind))
         work.fields.append(([], slots))
-    return _rows(work, np.array(probs), LABELS, 0.9)
+    probs = np.array(probs)
+    return _rows(work, probs, _paths(work, probs, LABELS.index("reject")), LABELS, 0.9)
 
 
 def test_confidence_is_the_product_of_digit_probabilities():
@@ -117,3 +118,24 @@ def _best_path_by_brute_force(edges, scores):
             done.append(p)
         paths += [p + [k] for k, (a, _) in enumerate(edges) if a == end]
     return max(done, key=lambda p: (sum(scores[k] for k in p), -len(p)))
+
+
+class _Steady:
+    """A classifier stand-in whose second look reads every crop as a sure 8."""
+
+    def __init__(self):
+        self.seen = []
+
+    def predict_steady(self, x):
+        self.seen.append(x[:, 0, 0, 0].tolist())
+        return np.array([onehot("8", 0.999)] * len(x))
+
+
+def test_second_look_rereads_only_doubtful_chosen_digits():
+    probs = np.array([onehot("3", 0.999), onehot("5", 0.97), onehot("7", DOUBT - 0.01), onehot("1", 0.5)])
+    x = np.arange(4, dtype=np.float32)[:, None, None, None] * np.ones((1, 1, 28, 28), np.float32)
+    clf = _Steady()
+    final = _second_look(clf, x, probs, [[[0], [1]], [[2]]])  # crop 3 is on no chosen path
+    assert clf.seen == [[1.0, 2.0]]  # the doubtful chosen crops, and only they
+    assert [LABELS[i] for i in final.argmax(1)] == ["3", "8", "8", "1"]
+    assert probs[1].argmax() == 5  # the first answers are left as they were

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from formdigits.preprocess import PreprocessParams, preprocess, preprocess_batch
+from formdigits.preprocess import JITTER, PreprocessParams, jitter, preprocess, preprocess_batch
 
 
 def ink_box(shape, top, left, h, w, value=255):
@@ -71,3 +71,19 @@ def test_mnist_digits_come_out_as_mnist(mnist_dir):
         out = preprocess(img)
         corr = np.corrcoef(out.ravel(), img.ravel().astype(np.float32))[0, 1]
         assert corr > 0.85  # same digit, same place, same size within a pixel or two
+
+
+def test_jitter_moves_turns_and_scales_each_input():
+    x = np.zeros((2, 28, 28), np.float32)
+    x[0, 10:18, 12:16] = 1.0  # a bar
+    x[1, 4, 4] = 0.5
+    out = jitter(x)
+    assert out.shape == (len(JITTER), 2, 28, 28)
+    for k, (dx, dy, degrees, scale) in enumerate(JITTER):
+        if degrees == 0 and scale == 1.0:  # a whole-pixel move is exact
+            np.testing.assert_array_equal(out[k], np.roll(x, (dy, dx), axis=(1, 2)))
+        else:
+            assert not np.array_equal(out[k, 0], x[0])
+            assert out[k, 0].sum() == pytest.approx(x[0].sum() * scale**2, rel=0.05)  # ink kept, scaled by area
+    with pytest.raises(ValueError, match="shape"):
+        jitter(np.zeros((28, 28), np.float32))
