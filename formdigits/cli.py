@@ -84,7 +84,8 @@ def main():
               help="auto: CUDA when onnxruntime-gpu and a GPU are present, else CPU.")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1), help="Digits per inference batch.")
 @click.option("--min-confidence", default=0.9, show_default=True, type=click.FloatRange(0, 1),
-              help="Fields whose confidence (product of digit probabilities; 0 with a mark that is not a digit) "
+              help="Fields whose confidence (product of digit probabilities; 0 with a mark that is not a digit or "
+                   "ink left out) "
                    "is lower get status 'review'.")
 @click.option("--pdf-dpi", default="auto", show_default=True, type=PdfDpi(),
               help="Resolution at which PDF pages are rendered; auto: the resolution of the scan inside each page "

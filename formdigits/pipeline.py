@@ -7,8 +7,10 @@ large batches here, then turned into rows in page order. Rows stream out as
 they are ready (``iter_scan``), so memory stays flat however many pages go in.
 
 Field confidence is the product of its digits' probabilities (the chance that
-every digit is right, if the model is calibrated); 0 when a mark in it is not a
-digit (mostly digits run together: the value is then incomplete). A field is
+every digit is right, if the model is calibrated; a doubtful digit's is the mean
+over it and jittered copies of it, see ``_second_look``); 0 when a mark in it is not a
+digit (mostly digits run together) or when ink crossing its box line could not
+be given to any digit: the value is then likely incomplete. A field is
 ``review`` when its confidence is below ``min_confidence``, when a mark in it is
 not a digit, or when ink crossing the box line could not be given to any digit;
 ``empty`` when it holds no ink at all.
@@ -32,7 +34,7 @@ from .output import Row
 from .pages import IMAGE_SUFFIXES, PageError, count_pages, read_page
 from .parallel import DEFAULT_PAGE_TIMEOUT, WorkerFailure, ordered_map
 from .preprocess import PreprocessParams, preprocess_batch
-from .segment import cut_field, ink_image, line_ink
+from .segment import CUT_NOTE, cut_field, ink_image, line_ink
 from .template import MIN_QUALITY, broken_rules, field_boxes, register
 
 DEFAULT_MIN_CONFIDENCE = 0.9
@@ -259,15 +261,17 @@ def _rows(work, probs, paths, labels, min_confidence):
                 else:
                     digits.append(labels[top])
                     confs.append(float(p[top]))
-        # a mark that is no digit (or several digits run together) leaves the value incomplete: no confidence
-        confidence = 0.0 if marks else math.prod(confs) if confs else 1.0
+        # a mark that is no digit (or several digits run together), or ink left out, leaves the value
+        # incomplete: no confidence
+        incomplete = marks or CUT_NOTE in cut_notes
+        confidence = 0.0 if incomplete else math.prod(confs) if confs else 1.0
         if work.rules and (digits or marks):
             notes += broken_rules("".join(digits), work.rules[n - 1])
         if not digits and not marks:
             status = "empty"
         elif notes or confidence < min_confidence:
             status = "review"
-            if confidence < min_confidence and digits:
+            if confidence < min_confidence and digits and not incomplete:
                 notes.append(f"low confidence {confidence:.2f}")
         else:
             status = "ok"

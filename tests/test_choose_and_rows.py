@@ -5,6 +5,7 @@ import pytest
 
 from formdigits.choose import best_path, piece_scores, whole_wins
 from formdigits.pipeline import DOUBT, _PageWork, _paths, _rows, _second_look
+from formdigits.segment import CUT_NOTE
 
 LABELS = [str(d) for d in range(10)] + ["reject"]
 
@@ -25,11 +26,11 @@ def full(*aspects):
     return [(a, 1.0) for a in aspects]
 
 
-def page(fields, probs):
+def page(fields, probs, notes=()):
     work = _PageWork("f.png", 1)
     for kind, slots in fields:
         work.boxes.append((0, 0, 10, 10, kind))
-        work.fields.append(([], slots))
+        work.fields.append((list(notes), slots))
     probs = np.array(probs)
     return _rows(work, probs, _paths(work, probs, LABELS.index("reject")), LABELS, 0.9)
 
@@ -50,6 +51,11 @@ def test_a_mark_that_is_no_digit_means_no_confidence():
     (row,) = page([("comb", [chain(0.5), chain(0.5)])], [onehot("3", 0.99), onehot("reject", 0.97)])
     assert (row.value, row.confidence, row.status) == ("3", 0.0, "review")
     assert "cell 2: not a digit" in row.error
+
+
+def test_ink_left_out_means_no_confidence():
+    (row,) = page([("open", [chain(0.5)])], [onehot("3", 0.99)], notes=[CUT_NOTE])
+    assert (row.value, row.confidence, row.status, row.error) == ("3", 0.0, "review", CUT_NOTE)
 
 
 def test_empty_field():
