@@ -25,18 +25,21 @@ def piece_scores(aspects, probs, reject):
     return np.log(np.maximum(digit.max(1), 1e-9)) - shape - SPLIT_COST
 
 
-def whole_wins(edges, aspects, first, reject):
+def whole_wins(edges, aspects, first, reject, digits=1):
     """Is reading the blob whole (its first edge, ``first`` its probabilities) sure to beat every cut?
 
-    Every piece scores at most -SPLIT_COST, so any cut scores at most
-    -2 * SPLIT_COST: a whole reading that scores more needs no other piece classified.
+    Every piece scores at most -SPLIT_COST, so any cut of a blob expected to hold
+    one digit scores at most -2 * SPLIT_COST: a whole reading that scores more
+    needs no other piece classified. (A slot expected to hold several digits
+    never takes the shortcut.)
     """
     if len(edges) == 1:
         return True
-    return edges[0] == (0, max(b for _, b in edges)) and piece_scores(aspects[:1], first[None], reject)[0] > -2 * SPLIT_COST
+    return (digits == 1 and edges[0] == (0, max(b for _, b in edges))
+            and piece_scores(aspects[:1], first[None], reject)[0] > -2 * SPLIT_COST)  # fmt: skip
 
 
-def best_path(edges, aspects, probs, reject):
+def best_path(edges, aspects, probs, reject, digits=1):
     """The likeliest way to read a blob: the indices of the edges on the best path through its slot.
 
     ``edges`` are the slot's ``(x0, x1)`` pieces (see :class:`~formdigits.segment.Slot`),
@@ -45,17 +48,21 @@ def best_path(edges, aspects, probs, reject):
     minus how implausible the piece's shape is for that digit (a piece far wider
     or narrower than that digit usually is: halves of a "5" may each look like
     a 5, but not 5-shaped; or much shorter than the blob: halves of a slanted
-    "1" each look like a "1"), and ``SPLIT_COST`` per extra piece. When the
-    whole blob reads clearly enough (:func:`whole_wins`), only its own answer is looked at.
+    "1" each look like a "1"), and ``SPLIT_COST`` for each piece more or fewer
+    than the ``digits`` the slot is expected to hold (a blob: one; comb cells
+    joined by ink: one per cell with ink of its own). When the whole blob reads
+    clearly enough (:func:`whole_wins`), only its own answer is looked at.
     """
-    if whole_wins(edges, aspects, probs[0], reject):
+    if whole_wins(edges, aspects, probs[0], reject, digits):
         return [0]
-    score = piece_scores(aspects, probs, reject)
-    best = {0: (0.0, [])}  # node -> (score of the best path from 0 to it, its edges)
+    score = piece_scores(aspects, probs, reject) + SPLIT_COST
+    best = {(0, 0): (0.0, [])}  # (node, pieces) -> (score of the best path from 0 to it, its edges)
     for k in sorted(range(len(edges)), key=lambda k: edges[k]):  # by start node: every path is built in order
         a, b = edges[k]
-        if a in best:
-            s = best[a][0] + score[k]
-            if b not in best or s > best[b][0]:
-                best[b] = (s, best[a][1] + [k])
-    return best[max(b for _, b in edges)][1]
+        for (node, n), (s, path) in [item for item in best.items() if item[0][0] == a]:
+            s += score[k]
+            if (b, n + 1) not in best or s > best[(b, n + 1)][0]:
+                best[(b, n + 1)] = (s, path + [k])
+    end = max(b for _, b in edges)
+    ends = [(s - SPLIT_COST * abs(n - digits), path) for (node, n), (s, path) in best.items() if node == end]
+    return max(ends, key=lambda e: e[0])[1]

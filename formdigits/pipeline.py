@@ -47,7 +47,7 @@ class _PageWork:
     file: str
     page: int
     boxes: list = field(default_factory=list)  # (x, y, w, h, kind) in original page pixels
-    fields: list = field(default_factory=list)  # per box: (notes, slots); per slot its edges and crop aspects
+    fields: list = field(default_factory=list)  # per box: (notes, slots); per slot its edges, crop aspects, digits expected
     inputs: np.ndarray = None  # every crop preprocessed, (N, size, size) float32, in slot order
     image: object = None  # kept only for debug pictures
     error: str = ""
@@ -158,11 +158,11 @@ def quiet_opencv():
 
 
 def _slots(work):
-    """(index of its first crop, edges, aspects) for every slot of a page's fields, in crop order."""
+    """(index of its first crop, edges, aspects, expected digits) for every slot of a page's fields, in crop order."""
     j = work.first_crop
     for _, slots in work.fields:
-        for edges, aspects in slots:
-            yield j, edges, aspects
+        for edges, aspects, digits in slots:
+            yield j, edges, aspects, digits
             j += len(edges)
 
 
@@ -176,10 +176,10 @@ def _classify(clf, x, works):
     reject = clf.labels.index(REJECT) if REJECT in clf.labels else -1
     probs = np.zeros((len(x), len(clf.labels)), np.float32)
     slots = [s for work in works for s in _slots(work) if s[1]]
-    firsts = np.array([j for j, _, _ in slots], int)
+    firsts = np.array([j for j, *_ in slots], int)
     if len(firsts):
         probs[firsts] = clf.predict(x[firsts])
-    rest = [k for j, edges, aspects in slots if not whole_wins(edges, aspects, probs[j], reject)
+    rest = [k for j, edges, aspects, digits in slots if not whole_wins(edges, aspects, probs[j], reject, digits)
             for k in range(j + 1, j + len(edges))]  # fmt: skip
     if rest:
         probs[rest] = clf.predict(x[rest])
@@ -220,8 +220,9 @@ def _paths(work, probs, reject):
     out, j = [], work.first_crop
     for _, slots in work.fields:
         chosen = []
-        for edges, aspects in slots:
-            chosen.append([j + e for e in best_path(edges, aspects, probs[j : j + len(edges)], reject)] if edges else [])
+        for edges, aspects, digits in slots:
+            p = probs[j : j + len(edges)]
+            chosen.append([j + e for e in best_path(edges, aspects, p, reject, digits)] if edges else [])
             j += len(edges)
         out.append(chosen)
     return out

@@ -37,6 +37,7 @@ class Slot:
 
     edges: list = field(default_factory=list)  # (x0, x1) per crop, x0 < x1; the first crop is a digit's or the whole blob's
     crops: list = field(default_factory=list)  # uint8 ink, one per edge
+    digits: int = 1  # how many digits it likely holds (comb cells joined by ink: one per cell with ink)
 
     @property
     def end(self):
@@ -66,9 +67,9 @@ class FieldCut:
         return [c for slot in self.slots for c in slot.crops]
 
     def shapes(self):
-        """Per slot, its edges and each crop's (width/height, height of its ink/height):
-        what choosing a path needs besides the classifier."""
-        return [(s.edges, [_shape(c) for c in s.crops]) for s in self.slots]
+        """Per slot, its edges, each crop's (width/height, height of its ink/height) and its expected
+        number of digits: what choosing a path needs besides the classifier."""
+        return [(s.edges, [_shape(c) for c in s.crops], s.digits) for s in self.slots]
 
 
 def _shape(crop):
@@ -284,7 +285,7 @@ def cut_comb(ink, box, line_level=255):
             ids = np.flatnonzero((cell >= k) & (cell <= j))
             joint, x0 = _crop(w, ids), w.stats[ids, 0].min()
             W = joint.shape[1]
-            slot = Slot()
+            slot = Slot(digits=max(1, len(inked)))
             xs = [0] + [min(max(w.edges[c] - x0, 1), W - 1) for c in inked[1:]] + [W]
             if len(inked) > 1 and all(a < b for a, b in zip(xs[:-1], xs[1:])):  # each cell's ink alone
                 slot.add_path(xs, [_crop(w, np.flatnonzero(cell == c)) for c in inked])

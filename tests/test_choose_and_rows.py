@@ -19,7 +19,7 @@ def onehot(label, p):
 
 def chain(*aspects):
     """A slot read one way only: full-height pieces of these width/height ratios, left to right."""
-    return [(i, i + 1) for i in range(len(aspects))], [(a, 1.0) for a in aspects]
+    return [(i, i + 1) for i in range(len(aspects))], [(a, 1.0) for a in aspects], 1
 
 
 def full(*aspects):
@@ -36,7 +36,7 @@ def page(fields, probs, notes=()):
 
 
 def test_confidence_is_the_product_of_digit_probabilities():
-    (row,) = page([("comb", [chain(0.5), ([], []), chain(0.5)])], [onehot("3", 0.99), onehot("7", 0.95)])
+    (row,) = page([("comb", [chain(0.5), ([], [], 1), chain(0.5)])], [onehot("3", 0.99), onehot("7", 0.95)])
     assert row.value == "37" and row.status == "ok"
     assert row.confidence == pytest.approx(0.99 * 0.95)
 
@@ -59,7 +59,7 @@ def test_ink_left_out_means_no_confidence():
 
 
 def test_empty_field():
-    (row,) = page([("comb", [([], []), ([], [])])], np.zeros((0, len(LABELS))))
+    (row,) = page([("comb", [([], [], 1), ([], [], 1)])], np.zeros((0, len(LABELS))))
     assert (row.value, row.confidence, row.status) == ("", 1.0, "empty")
 
 
@@ -71,7 +71,7 @@ def test_best_path_prefers_the_cut_whose_pieces_read_clearly():
     edges, aspects = [(0, 56), (0, 16), (16, 56)], full(1.4, 0.4, 1.0)
     probs = np.array([onehot("reject", 0.9), onehot("1", 0.98), onehot("4", 0.97)])
     assert best_path(edges, aspects, probs, REJECT) == [1, 2]
-    (row,) = page([("open", [(edges, aspects)])], probs)
+    (row,) = page([("open", [(edges, aspects, 1)])], probs)
     assert row.value == "14"
 
 
@@ -89,6 +89,17 @@ def test_best_path_finds_the_best_path_through_many_cuts():
     probs = np.array([onehot("reject", 0.99), onehot("1", 0.99), onehot("0", 0.99), onehot("1", 0.99),
                       onehot("reject", 0.95), onehot("reject", 0.95)])  # fmt: skip
     assert best_path(edges, aspects, probs, REJECT) == [1, 2, 3]
+
+
+def test_comb_cells_joined_by_ink_are_expected_to_hold_a_digit_each():
+    # two comb cells joined by ink: read whole as a fair "0", or each cell's ink alone as "1" and "7"
+    edges, aspects = [(0, 50), (0, 25), (25, 50)], full(1.0, 0.5, 0.5)
+    probs = np.array([onehot("0", 0.9), onehot("1", 0.8), onehot("7", 0.8)])
+    assert best_path(edges, aspects, probs, REJECT, digits=1) == [0]
+    assert best_path(edges, aspects, probs, REJECT, digits=2) == [1, 2]
+    assert not whole_wins(edges, aspects, probs[0], REJECT, digits=2)  # never the shortcut
+    (row,) = page([("comb", [(edges, aspects, 2), ([], [], 1)])], probs)
+    assert row.value == "17"
 
 
 def test_best_path_does_not_cut_a_slanted_stroke_into_shorter_ones():

@@ -15,6 +15,7 @@ from formdigits.cli import main
 from formdigits.mnist import load_mnist
 from formdigits.output import COLUMNS
 from formdigits.score import read_rows, score
+from formdigits.segment import CUT_NOTE
 from formdigits.synth import DigitSource, PageStyle, make_page, save_pages, truth_rows, write_truth
 
 SMALL = PageStyle(width_mm=120, height_mm=110, dpi=200, frame_prob=0.5)
@@ -70,6 +71,8 @@ def test_generated_pages_are_read(case, digits, tmp_path):
     for r in rows:
         if r.status == "empty":
             assert r.value == "" and r.confidence == 1.0
+        elif CUT_NOTE in r.error or "not a digit" in r.error:  # the value is likely incomplete
+            assert (r.confidence, r.status) == (0.0, "review")
         else:
             assert 0 < r.confidence <= 1 and len(r.digit_confidences) == len(r.value)
             assert r.confidence == pytest.approx(np.prod(r.digit_confidences))

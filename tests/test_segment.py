@@ -48,6 +48,7 @@ def test_a_digit_written_across_a_separator_can_be_read_whole():
     cv2.line(img, (165, 55), (165, 88), 30, 4)  # a "1" in cell 3
     slots = cut(img).slots
     assert [bool(s.edges) for s in slots] == [True, False, True]  # cells 1-2 read together, numbering kept
+    assert slots[0].digits == 2  # each of the two cells holds ink of its own
     ways = paths(slots[0])
     assert [len(p) for p in ways].count(1) == 1  # one way reads the "0" whole ...
     (whole,) = [p[0] for p in ways if len(p) == 1]
