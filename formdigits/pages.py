@@ -106,15 +106,16 @@ def read_page(path, number, pdf_dpi="auto"):
     kind = _kind(path)
     if kind == "pdf":
         return _read_pdf_page(path, number, pdf_dpi)
-    _check_size(path, number - 1)
+    mode = _check_size(path, number - 1)
+    # straight to gray where nothing is lost (8-bit colour or gray, no alpha): JPEG decoders skip the
+    # colour planes (3x faster), PNG and TIFF save a conversion; anything else is decoded as it is
+    flags = cv2.IMREAD_GRAYSCALE if kind == "jpeg" or mode in ("RGB", "L", "1") else cv2.IMREAD_UNCHANGED
     if kind == "tiff":
-        ok, imgs = cv2.imreadmulti(str(path), start=number - 1, count=1, flags=cv2.IMREAD_UNCHANGED)
+        ok, imgs = cv2.imreadmulti(str(path), start=number - 1, count=1, flags=flags)
         if not ok or not imgs:
             raise PageError(f"{path}: page {number} is not readable")
         img = imgs[0]
     else:
-        # JPEG straight to gray: the decoder skips the colour planes (3x faster), and JPEG has no alpha
-        flags = cv2.IMREAD_GRAYSCALE if kind == "jpeg" else cv2.IMREAD_UNCHANGED
         img = cv2.imdecode(np.fromfile(path, np.uint8), flags)
         if img is None:
             raise PageError(f"{path}: not a readable image (corrupt, truncated or unsupported format)")
@@ -131,7 +132,10 @@ def read_pages(path, pdf_dpi="auto"):
 
 
 def _check_size(path, frame):
-    """Refuse an image whose header says it is over MAX_PIXELS (a decompression bomb)."""
+    """Refuse an image whose header says it is over MAX_PIXELS (a decompression bomb).
+
+    Returns the image's Pillow mode ("RGB", "L", "RGBA", "I;16", ...), None if the header is not Pillow's to read.
+    """
     from PIL import Image
 
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # we judge the size ourselves, below
@@ -139,14 +143,15 @@ def _check_size(path, frame):
         with Image.open(path) as im:
             if frame:
                 im.seek(frame)
-            w, h = im.size
+            (w, h), mode = im.size, im.mode
     except Exception:  # a header Pillow cannot parse: OpenCV will judge the file
-        return
+        return None
     finally:
         Image.MAX_IMAGE_PIXELS = limit
     if w * h > MAX_PIXELS:
         raise PageError(f"{path}: {w} x {h} pixels ({w * h / 1e6:.0f} Mpixel) is over the "
                         f"{MAX_PIXELS / 1e6:.0f} Mpixel limit for one page")  # fmt: skip
+    return mode
 
 
 def _native_dpi(page, raw):

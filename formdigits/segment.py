@@ -73,9 +73,9 @@ class FieldCut:
 
 
 def _shape(crop):
-    rows = np.flatnonzero(crop.any(1))
+    _, _, _, ink_h = cv2.boundingRect(crop)  # of the ink (nonzero pixels); 0 for a blank crop
     h = max(crop.shape[0], 1)
-    return crop.shape[1] / h, (rows[-1] - rows[0] + 1) / h if rows.size else 0.0
+    return crop.shape[1] / h, ink_h / h
 
 
 DROPOUT_LINES = 120  # box lines lighter than this darkness are a dropout colour

@@ -28,6 +28,28 @@ def test_pixel_types_are_normalised():
         to_gray(np.zeros((0, 0), np.uint8))
 
 
+def test_png_files_of_every_pixel_type(tmp_path):
+    from PIL import Image
+
+    g = page_image()
+    rgba = np.dstack([np.stack([g] * 3, -1), np.full_like(g, 255)])
+    rgba[:10, :10, 3] = 0  # a transparent corner: white paper shows through
+    files = {
+        "rgb": Image.fromarray(np.stack([g] * 3, -1), "RGB"),
+        "gray": Image.fromarray(g, "L"),
+        "rgba": Image.fromarray(rgba, "RGBA"),
+        "gray16": Image.fromarray(g.astype(np.uint16) * 257),
+        "palette": Image.fromarray(g, "L").convert("P"),
+    }
+    for name, im in files.items():
+        im.save(tmp_path / f"{name}.png")
+        [page] = list(read_pages(tmp_path / f"{name}.png"))
+        want = g.copy()
+        if name == "rgba":
+            want[:10, :10] = 255
+        assert np.abs(page.image.astype(int) - want).max() <= 1, name
+
+
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp"])
 def test_single_page_formats(tmp_path, suffix):
     path = tmp_path / f"p{suffix}"
