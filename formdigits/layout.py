@@ -121,18 +121,24 @@ def _box_edges(roi):
     the other axis tolerates what little skew is left.
     """
     u8 = cv2.copyMakeBorder(roi.view(np.uint8), 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=0)
-    rows = np.flatnonzero(cv2.dilate(u8, np.ones((5, 1), np.uint8)).mean(1) >= SIDE_COVERAGE)
+    rows = np.flatnonzero(_share(cv2.dilate(u8, np.ones((5, 1), np.uint8)), 1) >= SIDE_COVERAGE)
     if rows.size == 0 or rows[-1] - rows[0] < MIN_BOX_PX:
         return None
     top, bottom = int(rows[0]), int(rows[-1]) - 4  # in roi rows: undo the border and the dilation
-    cols = np.flatnonzero(cv2.dilate(u8[top + 2 : bottom + 3], np.ones((1, 5), np.uint8)).mean(0) >= SIDE_COVERAGE)
+    cols = np.flatnonzero(_share(cv2.dilate(u8[top + 2 : bottom + 3], np.ones((1, 5), np.uint8)), 0) >= SIDE_COVERAGE)
     if cols.size == 0 or cols[-1] - cols[0] < MIN_BOX_PX:
         return None
     left, right = int(cols[0]), int(cols[-1]) - 4
     inner = roi[top + 3 : bottom - 2, left + 3 : right - 2]
-    if inner.size == 0 or inner.mean() > 0.5:
+    if inner.size == 0 or cv2.countNonZero(inner.view(np.uint8)) > 0.5 * inner.size:
         return None  # a solid blob, not an outline
     return top, bottom, left, right
+
+
+def _share(mask01, axis):
+    """Share of set pixels in each column (``axis=0``) or row (``axis=1``) of a 0/1 uint8 image."""
+    sums = cv2.reduce(mask01, axis, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+    return sums / mask01.shape[axis]
 
 
 def _thickness(roi):
@@ -171,8 +177,10 @@ def _comb_cells(roi, line):
             return []
     # printed separators are evenly spaced: a straight-line fit through them ignores a digit touching one
     n = len(best) + 1
-    slope, offset = np.polyfit(np.arange(n + 1), [left] + best + [right], 1)
-    edges = [left] + [offset + slope * i for i in range(1, n)] + [right]
+    i, c = np.arange(n + 1), np.array([left] + best + [right])
+    slope = ((i - i.mean()) * (c - c.mean())).sum() / ((i - i.mean()) ** 2).sum()  # least squares
+    offset = c.mean() - slope * i.mean()
+    edges = [left] + [offset + slope * k for k in range(1, n)] + [right]
     return [(int(round(a)), int(round(b))) for a, b in zip(edges[:-1], edges[1:])]
 
 
