@@ -110,3 +110,15 @@ def test_touching_digits_in_an_open_field_can_be_cut_where_they_touch():
     assert any(30 <= a <= 42 and 30 <= b <= 42 for a, b in pairs)  # ... or cut on the flourish
     assert min(c.shape[1] for c in slots[0].crops) >= 0.2 * 45  # no piece narrower than a digit can be
     assert [len(p) for p in paths(slots[1])] == [1]
+
+
+def test_a_speck_beside_the_digits_of_an_open_field_is_dropped():
+    img = open_page()
+    for x in (78, 118, 170):
+        cv2.ellipse(img, (x, 70), (13, 19), 0, 0, 360, 30, 4)  # "0"
+    cv2.rectangle(img, (139, 76), (142, 89), 30, -1)  # a sliver after the second (a stray stroke, dust)
+    layout = analyze(img)
+    (box,) = layout.boxes
+    slots = cut_field(ink_image(layout.darkness), box, line_ink(layout.line_darkness)).slots
+    assert [len(s.crops) for s in slots] == [1, 1, 1]  # the three "0"s: the sliver is not a slot
+    assert all(s.crops[0].shape[0] >= 36 for s in slots)
