@@ -27,7 +27,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from .choose import best_path, whole_wins
+from .choose import best_path, first_path, first_wins
 from .classifier import REJECT, Classifier
 from .layout import analyze
 from .output import Row
@@ -169,18 +169,20 @@ def _slots(work):
 def _classify(clf, x, works):
     """The classifier's answers for the crops of ``works`` (stacked in ``x``) that can matter.
 
-    Each slot's first crop is classified; the rest of its crops only when the
-    blob read whole is not sure to win (see :func:`~formdigits.choose.whole_wins`): most wide
-    blobs are one clear digit, and their cuts need not be read (rows of zeros).
+    Each slot's first reading (see :func:`~formdigits.choose.first_path`) is
+    classified; the rest of its crops only when that reading is not sure to win
+    (see :func:`~formdigits.choose.first_wins`): most wide blobs are one clear
+    digit, and their cuts need not be read (rows of zeros).
     """
     reject = clf.labels.index(REJECT) if REJECT in clf.labels else -1
     probs = np.zeros((len(x), len(clf.labels)), np.float32)
     slots = [s for work in works for s in _slots(work) if s[1]]
-    firsts = np.array([j for j, *_ in slots], int)
-    if len(firsts):
+    firsts = [j + k for j, edges, _, digits in slots for k in (first_path(edges, digits) or [0])]
+    if firsts:
         probs[firsts] = clf.predict(x[firsts])
-    rest = [k for j, edges, aspects, digits in slots if not whole_wins(edges, aspects, probs[j], reject, digits)
-            for k in range(j + 1, j + len(edges))]  # fmt: skip
+    rest = [j + k for j, edges, aspects, digits in slots
+            if not first_wins(edges, aspects, probs[j : j + len(edges)], reject, digits)
+            for k in range(len(edges)) if k not in (first_path(edges, digits) or [0])]  # fmt: skip
     if rest:
         probs[rest] = clf.predict(x[rest])
     return probs

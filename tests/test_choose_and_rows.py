@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from formdigits.choose import best_path, piece_scores, whole_wins
+from formdigits.choose import best_path, first_path, first_wins, piece_scores
 from formdigits.pipeline import DOUBT, _PageWork, _paths, _rows, _second_look
 from formdigits.segment import CUT_NOTE
 
@@ -92,14 +92,24 @@ def test_best_path_finds_the_best_path_through_many_cuts():
 
 
 def test_comb_cells_joined_by_ink_are_expected_to_hold_a_digit_each():
-    # two comb cells joined by ink: read whole as a fair "0", or each cell's ink alone as "1" and "7"
-    edges, aspects = [(0, 50), (0, 25), (25, 50)], full(1.0, 0.5, 0.5)
-    probs = np.array([onehot("0", 0.9), onehot("1", 0.8), onehot("7", 0.8)])
-    assert best_path(edges, aspects, probs, REJECT, digits=1) == [0]
-    assert best_path(edges, aspects, probs, REJECT, digits=2) == [1, 2]
-    assert not whole_wins(edges, aspects, probs[0], REJECT, digits=2)  # never the shortcut
+    # two comb cells joined by ink: each cell's ink alone reads "1" and "7" (fairly), or the whole a fair "0"
+    edges, aspects = [(0, 25), (25, 50), (0, 50)], full(0.5, 0.5, 1.0)
+    probs = np.array([onehot("1", 0.8), onehot("7", 0.8), onehot("0", 0.9)])
+    assert first_path(edges, digits=2) == [0, 1]
+    assert not first_wins(edges, aspects, probs, REJECT, digits=2)  # not sure: every reading is weighed
+    assert best_path(edges, aspects, probs, REJECT, digits=1) == [2]
+    assert best_path(edges, aspects, probs, REJECT, digits=2) == [0, 1]
     (row,) = page([("comb", [(edges, aspects, 2), ([], [], 1)])], probs)
     assert row.value == "17"
+
+
+def test_comb_cells_read_surely_one_by_one_need_no_other_reading():
+    edges, aspects = [(0, 25), (25, 50), (0, 50), (0, 30), (30, 50)], full(0.5, 0.5, 1.0, 0.6, 0.4)
+    probs = np.array([onehot("1", 0.995), onehot("7", 0.99)] + [np.zeros(len(LABELS))] * 3)  # the rest unread
+    assert first_wins(edges, aspects, probs, REJECT, digits=2)
+    assert best_path(edges, aspects, probs, REJECT, digits=2) == [0, 1]
+    probs[1] = onehot("reject", 0.995)  # a cell's ink that is no digit: everything must be read
+    assert not first_wins(edges, aspects, probs, REJECT, digits=2)
 
 
 def test_best_path_does_not_cut_a_slanted_stroke_into_shorter_ones():
@@ -121,7 +131,7 @@ def test_skipping_the_cuts_of_a_clear_whole_never_changes_the_choice():
         scores = piece_scores(aspects, probs, REJECT)
         full = _best_path_by_brute_force(edges, scores)
         assert best_path(edges, aspects, probs, REJECT) == full
-        shortcuts += whole_wins(edges, aspects, probs[0], REJECT)
+        shortcuts += first_wins(edges, aspects, probs, REJECT)
     assert shortcuts > 100  # the shortcut was taken often enough to be tested
 
 
