@@ -5,7 +5,9 @@
 Runs the pipeline's own functions stage by stage over the pages of a folder,
 with OpenCV on one thread (as in a worker process): decode, deskew (darkness,
 skew angle, rotation), boxes, segmentation, preprocessing, inference (ONNX
-Runtime, one thread, batches of 256), rows and CSV writing. Prints one JSON
+Runtime, one thread, batches of 256: the first reading of every slot, the
+other cuts where needed, the second look, the orientation check), rows
+(choosing each slot's reading, making rows) and CSV writing. Prints one JSON
 object. For a whole-program view, ``py-spy record -o profile.svg --subprocesses
 -- formdigits scan ...`` shows the same split in the workers.
 """
@@ -18,12 +20,22 @@ import time
 from collections import Counter
 
 import cv2
+import numpy as np
 
-from formdigits.classifier import Classifier
+from formdigits.classifier import REJECT, Classifier
 from formdigits.layout import _contours, darkness, estimate_skew, find_boxes, line_mask
 from formdigits.output import RowWriter
 from formdigits.pages import count_pages, read_page
-from formdigits.pipeline import _classify, _PageWork, _rows, expand_paths
+from formdigits.pipeline import (
+    ORIENTATION_SAMPLE,
+    _classify,
+    _PageWork,
+    _paths,
+    _rows,
+    _second_look,
+    _upside_down,
+    expand_paths,
+)
 from formdigits.preprocess import preprocess_batch
 from formdigits.segment import cut_field, ink_image, line_ink
 
@@ -35,6 +47,7 @@ def main():
     a = ap.parse_args()
     cv2.setNumThreads(1)
     clf = Classifier(threads=1)
+    reject = clf.labels.index(REJECT)
     tasks = [(f, n) for f in expand_paths([a.folder], recursive=True) for n in range(1, count_pages(f) + 1)]
     tasks = tasks[: a.limit or None]
     ms, crops_total = Counter(), 0
@@ -63,8 +76,13 @@ def main():
         x = timed("preprocessing", preprocess_batch, crops, clf.params)
         work = _PageWork(f, n, [(b.x, b.y, b.w, b.h, b.kind) for b in boxes],
                          [(c.notes, c.shapes()) for c in cuts])  # fmt: skip
+        firsts = np.cumsum([0] + [len(s.crops) for c in cuts for s in c.slots])[:-1]
+        samples = [firsts[[len(s.crops) > 0 for c in cuts for s in c.slots]][:ORIENTATION_SAMPLE]]
         probs = timed("inference", _classify, clf, x, [work])
-        rows = timed("rows", _rows, work, probs, clf.labels, 0.9)
+        paths = timed("rows", _paths, work, probs, reject)
+        final = timed("inference", _second_look, clf, x, probs, paths)
+        timed("inference", _upside_down, clf, probs, x, samples)
+        rows = timed("rows", _rows, work, final, paths, clf.labels, 0.9)
         writer = RowWriter(io.StringIO(), "csv")
         for r in rows:
             timed("writing", writer.write, r)

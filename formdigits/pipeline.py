@@ -1,9 +1,10 @@
 """scan(): paths -> pages -> fields -> digit crops -> batched classification -> rows.
 
-Each page is read, deskewed, cut into digit crops and preprocessed on its own
+Each page is read, deskewed and cut into digit crops on its own
 (``analyse_page``, in worker processes when asked: see ``parallel``); only the
-preprocessed crops come back. Crops of many pages are classified together in
-large batches here, then turned into rows in page order. Rows stream out as
+crops come back. Crops of many pages are classified together in large batches
+here (each preprocessed when first needed: about half are never classified),
+then turned into rows in page order. Rows stream out as
 they are ready (``iter_scan``), so memory stays flat however many pages go in.
 
 Field confidence is the product of its digits' probabilities (the chance that
@@ -33,7 +34,7 @@ from .layout import analyze
 from .output import Row
 from .pages import IMAGE_SUFFIXES, PageError, count_pages, read_page
 from .parallel import DEFAULT_PAGE_TIMEOUT, WorkerFailure, ordered_map
-from .preprocess import PreprocessParams, preprocess_batch
+from .preprocess import preprocess
 from .segment import CUT_NOTE, cut_field, ink_image, line_ink
 from .template import MIN_QUALITY, broken_rules, field_boxes, register
 
@@ -48,7 +49,7 @@ class _PageWork:
     page: int
     boxes: list = field(default_factory=list)  # (x, y, w, h, kind) in original page pixels
     fields: list = field(default_factory=list)  # per box: (notes, slots); per slot its edges, crop aspects, digits expected
-    inputs: np.ndarray = None  # every crop preprocessed, (N, size, size) float32, in slot order
+    crops: list = None  # every digit crop (uint8 ink), in slot order
     image: object = None  # kept only for debug pictures
     error: str = ""
     first_crop: int = 0
@@ -84,7 +85,6 @@ class PageTask(NamedTuple):
     file: str
     page: int
     pdf_dpi: object
-    params: PreprocessParams
     keep_image: bool
     error: str = ""
     turn: int = 0  # degrees to turn the page clockwise before reading it
@@ -92,7 +92,7 @@ class PageTask(NamedTuple):
 
 
 def analyse_page(task):
-    """Worker: read one page, find its fields, cut and preprocess its digits.
+    """Worker: read one page, find its fields, cut them into digit crops.
 
     Never raises: a page that cannot be read or analysed comes back with ``error`` set.
     """
@@ -123,7 +123,7 @@ def analyse_page(task):
                 if slot.crops:
                     work.whole_crops.append(len(crops))  # the slot's first crop (see Slot): for the orientation check
                 crops.extend(slot.crops)
-        work.inputs = preprocess_batch(crops, task.params)[:, 0]
+        work.crops = crops
         work.turned = layout.turned
     except Exception as e:  # a page that breaks the analysis must not stop the batch
         work.boxes, work.fields = [], []
@@ -147,6 +147,37 @@ def _template_boxes(work, layout, templates):
     return field_boxes(reg, line)
 
 
+class _Inputs:
+    """The digit crops of a batch of pages; each is preprocessed for the network when first asked for.
+
+    ``x[indices]`` gives the network inputs ``(len(indices), 1, S, S)`` of those crops.
+    """
+
+    def __init__(self, params, crops=()):
+        self.params, self.crops = params, list(crops)
+        self._x = self._ready = None
+
+    def add(self, crops):
+        """Append a page's crops (before any is asked for); returns the index of its first."""
+        if self._x is not None:
+            raise RuntimeError("crops added after inputs were taken")
+        self.crops.extend(crops)
+        return len(self.crops) - len(crops)
+
+    def __len__(self):
+        return len(self.crops)
+
+    def __getitem__(self, indices):
+        if self._x is None:
+            self._x = np.zeros((len(self.crops), 1, self.params.size, self.params.size), np.float32)
+            self._ready = np.zeros(len(self.crops), bool)
+        indices = np.asarray(indices, int)
+        for i in np.unique(indices[~self._ready[indices]]):
+            self._x[i, 0] = preprocess(self.crops[i], self.params)
+        self._ready[indices] = True
+        return self._x[indices]
+
+
 def _init_worker():
     cv2.setNumThreads(1)  # one page per process: no thread pools fighting over the cores
     quiet_opencv()
@@ -167,7 +198,7 @@ def _slots(work):
 
 
 def _classify(clf, x, works):
-    """The classifier's answers for the crops of ``works`` (stacked in ``x``) that can matter.
+    """The classifier's answers for the crops of ``works`` (in ``x``, an :class:`_Inputs`) that can matter.
 
     Each slot's first reading (see :func:`~formdigits.choose.first_path`) is
     classified; the rest of its crops only when that reading is not sure to win
@@ -289,16 +320,16 @@ def _read(clf, x, works, min_confidence):
 
     Returns the classifier's first answers for every crop.
     """
-    probs = _classify(clf, x, works) if x is not None else None
+    probs = _classify(clf, x, works) if len(x) else None
     reject = clf.labels.index(REJECT) if REJECT in clf.labels else -1
     paths = [_paths(work, probs, reject) for work in works]
-    final = _second_look(clf, x, probs, [f for page in paths for f in page]) if x is not None else None
+    final = _second_look(clf, x, probs, [f for page in paths for f in page]) if len(x) else None
     for work, page in zip(works, paths):
         work.rows = _rows(work, final, page, clf.labels, min_confidence)
     return probs
 
 
-def plan_pages(paths, pdf_dpi="auto", params=None, keep_images=False, skip=None, templates=()):
+def plan_pages(paths, pdf_dpi="auto", keep_images=False, skip=None, templates=()):
     """One :class:`PageTask` per page of every file; an unusable file is one task carrying its error.
 
     ``skip`` counts pages done in an earlier, interrupted run, by ``(file, page)``:
@@ -317,7 +348,7 @@ def plan_pages(paths, pdf_dpi="auto", params=None, keep_images=False, skip=None,
             if skip.get((str(path), number), 0) > 0:
                 skip[(str(path), number)] -= 1  # done once already (a file may be listed twice)
                 continue
-            yield PageTask(str(path), number, pdf_dpi, params, keep_images, error, 0, tuple(templates))
+            yield PageTask(str(path), number, pdf_dpi, keep_images, error, 0, tuple(templates))
 
 
 def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=DEFAULT_MIN_CONFIDENCE,
@@ -337,11 +368,11 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
     their rules.
     """
     clf = classifier or Classifier(model, device=device, batch_size=batch_size)
-    tasks = plan_pages(paths, pdf_dpi, clf.params, keep_images, skip, templates)
-    pending, inputs = [], []
+    tasks = plan_pages(paths, pdf_dpi, keep_images, skip, templates)
+    pending, x = [], _Inputs(clf.params)
 
     def flush():
-        x = np.concatenate(inputs)[:, None] if inputs else None
+        nonlocal x
         probs = _read(clf, x, pending, min_confidence)
         samples = [work.first_crop + np.array(work.whole_crops[:ORIENTATION_SAMPLE] if work.task.turn == 0 else [], int)
                    for work in pending]  # a page already turned round is not judged again
@@ -350,28 +381,22 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
             if upside_down:
                 # upside down: read it again here, turned round (rare, so not worth a worker's round trip)
                 work = analyse_page(work.task._replace(turn=(work.turned + 180) % 360))
-                own = work.inputs[:, None] if work.inputs is not None and len(work.inputs) else None
-                _read(clf, own, [work], min_confidence)
-            work.inputs = None
+                _read(clf, _Inputs(clf.params, work.crops or []), [work], min_confidence)
+            work.crops = None
             yield work
         pending.clear()
-        inputs.clear()
+        x = _Inputs(clf.params)
 
-    n_inputs = 0
     for task, work in ordered_map(analyse_page, tasks, workers, page_timeout, initializer=_init_worker):
         if isinstance(work, WorkerFailure):
             work = _PageWork(task.file, task.page, error=f"{task.file}: page {task.page}: {work.message}", task=task)
-        if work.inputs is not None and len(work.inputs):
-            work.first_crop = n_inputs
-            inputs.append(work.inputs)
-            n_inputs += len(work.inputs)
-            work.inputs = None
+        work.first_crop = x.add(work.crops or [])
+        work.crops = None
         pending.append(work)
         if on_page:
             on_page(work.file, work.page)
-        if n_inputs >= 4 * clf.batch_size:
+        if len(x) >= 4 * clf.batch_size:
             yield from flush()
-            n_inputs = 0
     yield from flush()
 
 

@@ -1,4 +1,4 @@
-"""Turning classified crops into rows: values, confidences, statuses, and choosing between cuts."""
+"""Turning classified crops into rows: values, confidences, statuses, choosing between cuts; crops prepared lazily."""
 
 import numpy as np
 import pytest
@@ -166,3 +166,23 @@ def test_second_look_rereads_only_doubtful_chosen_digits():
     assert clf.seen == [[1.0, 2.0]]  # the doubtful chosen crops, and only they
     assert [LABELS[i] for i in final.argmax(1)] == ["3", "8", "8", "1"]
     assert probs[1].argmax() == 5  # the first answers are left as they were
+
+
+def test_crops_are_preprocessed_only_when_asked_for(monkeypatch):
+    from formdigits import pipeline
+    from formdigits.preprocess import DEFAULT_PARAMS, preprocess_batch
+
+    crops = [np.zeros((30, 20), np.uint8) for _ in range(4)]
+    for i, c in enumerate(crops):
+        c[5:25, 3 + i : 8 + i] = 255
+    made = []
+    real = pipeline.preprocess
+    monkeypatch.setattr(pipeline, "preprocess", lambda c, p: made.append(len(made)) or real(c, p))
+    x = pipeline._Inputs(DEFAULT_PARAMS)
+    assert x.add(crops[:1]) == 0 and x.add(crops[1:]) == 1 and len(x) == 4
+    np.testing.assert_array_equal(x[[2, 0, 2]], preprocess_batch([crops[2], crops[0], crops[2]]))
+    assert len(made) == 2  # crops 0 and 2, once each
+    np.testing.assert_array_equal(x[[0, 3]], preprocess_batch([crops[0], crops[3]]))
+    assert len(made) == 3
+    with pytest.raises(RuntimeError):
+        x.add(crops)
