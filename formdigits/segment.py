@@ -180,13 +180,11 @@ def _assign(w, box):
     """
     h = box.h
     # BBDT: 3x faster than the default algorithm when statistics are wanted, on windows this size
-    n, labels, stats, cents = cv2.connectedComponentsWithStatsWithAlgorithm((w.ink > 0).view(np.uint8), 8, cv2.CV_32S,
-                                                                            cv2.CCL_BBDT)
+    n, labels, stats, cents = cv2.connectedComponentsWithStatsWithAlgorithm(w.ink, 8, cv2.CV_32S, cv2.CCL_BBDT)  # ink > 0
     w.labels, w.stats = labels, stats
     cell = np.full(n, -1)
     size = np.zeros(n)
-    for i in range(1, n):
-        x, y, cw, ch, area = stats[i]
+    for i, (x, y, cw, ch, area) in enumerate(stats.tolist()[1:], 1):  # Python ints: a tight loop
         if max(cw, ch) < 0.12 * h or area < 0.003 * h * h:
             continue  # speck
         if min(cw, ch) <= box.line + 3 and max(cw, ch) >= 4 * min(cw, ch) and _on_a_line(w, x, y, cw, ch):
@@ -312,16 +310,16 @@ def _cut_points(crop, height):
     profile = np.convolve(profile, np.ones(3, np.float32) / 3, mode="same")
     cuts = []
     lo, hi = int(0.15 * w), int(0.85 * w) + 1
-    for c in lo + np.argsort(profile[lo:hi], kind="stable"):
+    for c in (lo + np.argsort(profile[lo:hi], kind="stable")).tolist():  # Python ints: a tight loop
         if all(abs(c - t) > 0.08 * w for t in cuts):
-            cuts.append(int(c))
+            cuts.append(c)
         if len(cuts) == 4:
             break
     r, edge = max(2, int(0.08 * height)), int(0.12 * height)
     lowest = cv2.erode(profile[None], np.ones((1, 2 * r + 1), np.uint8), borderType=cv2.BORDER_REPLICATE)[0]  # min filter
     cuts += [int(c) + edge for c in np.flatnonzero(profile[edge : w - edge] <= lowest[edge : w - edge])]
-    kept = []  # of cuts closer together than a stroke or two, the weakest
-    for c in sorted(set(cuts), key=lambda c: (profile[c], c)):
+    kept, weight = [], profile.tolist()  # of cuts closer together than a stroke or two, the weakest
+    for c in sorted(set(cuts), key=lambda c: (weight[c], c)):
         if all(abs(c - k) >= CUT_SPACING * height for k in kept):
             kept.append(c)
     return sorted(kept)
