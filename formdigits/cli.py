@@ -133,7 +133,7 @@ def scan(paths, output, fmt, templates, recursive, model, device, batch_size, mi
     from .debug import write_debug
     from .output import open_output
     from .parallel import available_cores
-    from .pipeline import expand_paths, iter_scan, quiet_opencv
+    from .pipeline import expand_paths, iter_scan, quiet_opencv, reuse_memory
     from .template import load as load_template
 
     files = expand_paths(paths, recursive)
@@ -144,6 +144,7 @@ def scan(paths, output, fmt, templates, recursive, model, device, batch_size, mi
     forms = [load_template(t) for t in templates]
     names = list(dict.fromkeys(f.name for form in forms for f in form.fields)) or None
     quiet_opencv()
+    reuse_memory()  # this process is ours: with --workers 0 it reads the pages itself
     if workers is None:
         workers = available_cores()
     # the workers keep the cores busy with pages; inference here gets what is left, at least one thread

@@ -17,7 +17,10 @@ not a digit, or when ink crossing the box line could not be given to any digit;
 ``empty`` when it holds no ink at all.
 """
 
+import ctypes
+import ctypes.util
 import math
+import multiprocessing
 import os
 import sys
 from collections import Counter
@@ -181,6 +184,25 @@ class _Inputs:
 def _init_worker():
     cv2.setNumThreads(1)  # one page per process: no thread pools fighting over the cores
     quiet_opencv()
+    if multiprocessing.parent_process() is not None:  # a worker process of ours (not a caller's, workers=0)
+        reuse_memory()
+
+
+def reuse_memory():
+    """Let freed page-sized buffers serve the next page instead of going back to the OS (glibc only).
+
+    Each page allocates several arrays of a few MB; glibc maps every one afresh
+    and the kernel zeroes it page by page (on the benchmark pages 5x the page
+    faults, a few ms a page). Kept in the heap, they are reused; the process
+    holds on to its largest page's worth of memory.
+    """
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest allowed on 64-bit
+    mallopt(m_trim_threshold, 256 << 20)
 
 
 def quiet_opencv():
@@ -207,13 +229,13 @@ def _classify(clf, x, works):
     """
     reject = clf.labels.index(REJECT) if REJECT in clf.labels else -1
     probs = np.zeros((len(x), len(clf.labels)), np.float32)
-    slots = [s for work in works for s in _slots(work) if s[1]]
-    firsts = [j + k for j, edges, _, digits in slots for k in (first_path(edges, digits) or [0])]
+    slots = [(*s, first_path(s[1], s[3]) or [0]) for work in works for s in _slots(work) if s[1]]
+    firsts = [j + k for j, *_, first in slots for k in first]
     if firsts:
         probs[firsts] = clf.predict(x[firsts])
-    rest = [j + k for j, edges, aspects, digits in slots
+    rest = [j + k for j, edges, aspects, digits, first in slots
             if not first_wins(edges, aspects, probs[j : j + len(edges)], reject, digits)
-            for k in range(len(edges)) if k not in (first_path(edges, digits) or [0])]  # fmt: skip
+            for k in range(len(first), len(edges))]  # fmt: skip
     if rest:
         probs[rest] = clf.predict(x[rest])
     return probs
