@@ -124,14 +124,15 @@ class Classifier:
             out[i : i + self.batch_size] = self.session.run(None, {INPUT_NAME: batch[i : i + self.batch_size]})[0]
         return out
 
-    def predict_steady(self, batch):
+    def predict_steady(self, batch, plain=None):
         """Probabilities averaged over each input and its jittered copies (see ``preprocess.jitter``).
 
-        Nine times the work of :meth:`predict`, and better judged: an ambiguous
-        digit that one view reads confidently seldom reads so in all of them.
+        Nine times the work of :meth:`predict` (eight given ``plain``, its answers
+        for ``batch`` itself), and better judged: an ambiguous digit that one view
+        reads confidently seldom reads so in all of them.
         """
-        plain = self.predict(batch)  # (checks the shape)
-        moved = self.predict(jitter(np.asarray(batch)[:, 0]).reshape(-1, *batch.shape[1:]))
+        plain = self.predict(batch) if plain is None else plain  # (predict checks the shape)
+        moved = self.predict(jitter(np.asarray(batch)[:, 0]).reshape(-1, *np.shape(batch)[1:]))
         return (plain + moved.reshape(-1, *plain.shape).sum(0)) / (len(JITTER) + 1)
 
     def classify(self, crops):

@@ -296,7 +296,7 @@ def _second_look(clf, x, probs, paths):
     doubtful = [i for field_ in paths for slot in field_ for i in slot if probs[i].max() < DOUBT]
     if doubtful:
         probs = probs.copy()
-        probs[doubtful] = clf.predict_steady(x[doubtful])
+        probs[doubtful] = clf.predict_steady(x[doubtful], probs[doubtful])
     return probs
 
 

@@ -43,6 +43,20 @@ def test_onnx_runtime_matches_pytorch(model_and_onnx, n):
     np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
 
 
+def test_steady_prediction_is_the_mean_over_jittered_copies(model_and_onnx):
+    from formdigits.preprocess import JITTER, jitter
+
+    model, path = model_and_onnx
+    clf = Classifier(path, device="cpu")
+    x = np.random.default_rng(3).random((5, 1, 28, 28), dtype=np.float32)
+    views = np.concatenate([x[None, :, 0], jitter(x[:, 0])])  # (1 + len(JITTER), 5, 28, 28)
+    with torch.no_grad():
+        each = model(torch.from_numpy(views.reshape(-1, 1, 28, 28))).softmax(1).numpy()
+    expected = each.reshape(len(JITTER) + 1, 5, -1).mean(0)
+    np.testing.assert_allclose(clf.predict_steady(x), expected, atol=1e-5)
+    np.testing.assert_allclose(clf.predict_steady(x, clf.predict(x)), expected, atol=1e-5)
+
+
 def test_metadata_carries_the_contract(model_and_onnx):
     _, path = model_and_onnx
     proto = onnx.load(str(path))
