@@ -188,8 +188,9 @@ def _outlines(mask, contours=None):
     """``(x, y, w, h, roi)`` of each connected shape in the mask that encloses a hole, roi its own pixels.
 
     Outer contours with a hole (``RETR_CCOMP``) find the candidates at a fraction
-    of the cost of labelling the whole page; each is then labelled within its
-    own bounding box only.
+    of the cost of labelling the whole page. A shape's pixels are those of the
+    mask inside its outline and outside its holes (a hole's outline is the
+    shape's own pixels): the same as labelling its bounding box, for less.
     """
     contours, hierarchy = contours or _contours(mask)
     if hierarchy is None:
@@ -201,16 +202,18 @@ def _outlines(mask, contours=None):
         x, y, w, h = cv2.boundingRect(c)
         if w < MIN_BOX_PX or h < MIN_BOX_PX:
             continue
-        biggest = 0  # the largest hole's smaller side: a box has a room inside, a letter's loop is small
+        holes = []
         while child != -1:
-            _, _, hw, hh = cv2.boundingRect(contours[child])
-            biggest = max(biggest, min(hw, hh))
+            holes.append(contours[child])
             child = links[child][0]
-        if biggest < MIN_BOX_PX:
+        # the largest hole's smaller side: a box has a room inside, a letter's loop is small
+        if max(min(cv2.boundingRect(hole)[2:]) for hole in holes) < MIN_BOX_PX:
             continue
-        _, labels = cv2.connectedComponents(mask[y : y + h, x : x + w], connectivity=8)
-        px, py = c[0, 0]
-        roi = labels == labels[py - y, px - x]
+        inside = np.zeros((h, w), np.uint8)
+        cv2.drawContours(inside, [c], -1, 1, cv2.FILLED, offset=(-x, -y))
+        cv2.drawContours(inside, holes, -1, 0, cv2.FILLED, offset=(-x, -y))
+        cv2.drawContours(inside, holes, -1, 1, 1, offset=(-x, -y))
+        roi = (inside > 0) & (mask[y : y + h, x : x + w] > 0)
         if roi.sum() > 0.6 * w * h:
             continue  # a solid blob, not lines
         yield x, y, w, h, roi
