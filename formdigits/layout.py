@@ -74,7 +74,7 @@ def darkness(gray):
     sample = gray[::4, ::4]  # every 16th pixel tells the paper tone as well as all of them
     hist = cv2.calcHist([sample], [0], None, [256], [0, 256]).ravel()
     paper = int(np.searchsorted(np.cumsum(hist), sample.size / 2))
-    return cv2.subtract(np.full_like(gray, paper), gray)
+    return cv2.subtract((paper, 0, 0, 0), gray)  # a scalar minus the page, saturating at 0
 
 
 def line_mask(dark):
