@@ -84,7 +84,7 @@ DROPOUT_LINES = 120  # box lines lighter than this darkness are a dropout colour
 
 def ink_image(dark):
     """Darkness -> ink: 0 up to the ink floor, then how much darker than that."""
-    return cv2.subtract(dark, np.full_like(dark, INK_LEVEL))
+    return cv2.subtract(dark, (INK_LEVEL, 0, 0, 0))  # saturating at 0
 
 
 def line_ink(line_darkness):
