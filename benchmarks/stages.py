@@ -27,17 +27,8 @@ from formdigits.classifier import REJECT, Classifier
 from formdigits.layout import _contours, darkness, estimate_skew, find_boxes, line_mask
 from formdigits.output import RowWriter
 from formdigits.pages import count_pages, read_page
-from formdigits.pipeline import (
-    ORIENTATION_SAMPLE,
-    _classify,
-    _Inputs,
-    _PageWork,
-    _paths,
-    _rows,
-    _second_look,
-    _upside_down,
-    expand_paths,
-)
+from formdigits.pipeline import _PageWork, expand_paths
+from formdigits.recognize import ORIENTATION_SAMPLE, Inputs, choose_paths, classify, make_rows, second_look, upside_down
 from formdigits.segment import cut_field, ink_image, line_ink
 
 
@@ -59,7 +50,7 @@ def main():
         ms[stage] += 1000 * (time.perf_counter() - t) - (ms["preprocessing"] - before)  # (counted on its own)
         return out
 
-    class _TimedInputs(_Inputs):
+    class _TimedInputs(Inputs):
         def __getitem__(self, indices):
             t = time.perf_counter()
             out = super().__getitem__(indices)
@@ -86,11 +77,11 @@ def main():
                          [(c.notes, c.shapes()) for c in cuts])  # fmt: skip
         firsts = np.cumsum([0] + [len(s.crops) for c in cuts for s in c.slots])[:-1]
         samples = [firsts[[len(s.crops) > 0 for c in cuts for s in c.slots]][:ORIENTATION_SAMPLE]]
-        probs = timed("inference", _classify, clf, x, [work])
-        paths = timed("rows", _paths, work, probs, reject)
-        final = timed("inference", _second_look, clf, x, probs, paths)
-        timed("inference", _upside_down, clf, probs, x, samples)
-        rows = timed("rows", _rows, work, final, paths, clf.labels, 0.9)
+        probs = timed("inference", classify, clf, x, [work])
+        paths = timed("rows", choose_paths, work, probs, reject)
+        final = timed("inference", second_look, clf, x, probs, paths)
+        timed("inference", upside_down, clf, probs, x, samples)
+        rows = timed("rows", make_rows, work, final, paths, clf.labels, 0.9)
         writer = RowWriter(io.StringIO(), "csv")
         for r in rows:
             timed("writing", writer.write, r)

@@ -7,19 +7,11 @@ here (each preprocessed when first needed: about half are never classified),
 then turned into rows in page order. Rows stream out as
 they are ready (``iter_scan``), so memory stays flat however many pages go in.
 
-Field confidence is the product of its digits' probabilities (the chance that
-every digit is right, if the model is calibrated; a doubtful digit's is the mean
-over it and jittered copies of it, see ``_second_look``); 0 when a mark in it is not a
-digit (mostly digits run together) or when ink crossing its box line could not
-be given to any digit: the value is then likely incomplete. A field is
-``review`` when its confidence is below ``min_confidence``, when a mark in it is
-not a digit, or when ink crossing the box line could not be given to any digit;
-``empty`` when it holds no ink at all.
+How crops become readings, and what a field's confidence means: see ``recognize``.
 """
 
 import ctypes
 import ctypes.util
-import math
 import multiprocessing
 import os
 import sys
@@ -31,15 +23,13 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from .choose import best_path, first_path, first_wins
-from .classifier import REJECT, Classifier
+from .classifier import Classifier
 from .layout import analyze
-from .output import Row
 from .pages import IMAGE_SUFFIXES, PageError, count_pages, read_page
 from .parallel import DEFAULT_PAGE_TIMEOUT, WorkerFailure, ordered_map
-from .preprocess import preprocess
-from .segment import CUT_NOTE, cut_field, ink_image, line_ink
-from .template import MIN_QUALITY, broken_rules, field_boxes, register
+from .recognize import ORIENTATION_SAMPLE, Inputs, read, upside_down
+from .segment import cut_field, ink_image, line_ink
+from .template import MIN_QUALITY, field_boxes, register
 
 DEFAULT_MIN_CONFIDENCE = 0.9
 
@@ -150,37 +140,6 @@ def _template_boxes(work, layout, templates):
     return field_boxes(reg, line)
 
 
-class _Inputs:
-    """The digit crops of a batch of pages; each is preprocessed for the network when first asked for.
-
-    ``x[indices]`` gives the network inputs ``(len(indices), 1, S, S)`` of those crops.
-    """
-
-    def __init__(self, params, crops=()):
-        self.params, self.crops = params, list(crops)
-        self._x = self._ready = None
-
-    def add(self, crops):
-        """Append a page's crops (before any is asked for); returns the index of its first."""
-        if self._x is not None:
-            raise RuntimeError("crops added after inputs were taken")
-        self.crops.extend(crops)
-        return len(self.crops) - len(crops)
-
-    def __len__(self):
-        return len(self.crops)
-
-    def __getitem__(self, indices):
-        if self._x is None:
-            self._x = np.zeros((len(self.crops), 1, self.params.size, self.params.size), np.float32)
-            self._ready = np.zeros(len(self.crops), bool)
-        indices = np.asarray(indices, int)
-        for i in np.unique(indices[~self._ready[indices]]):
-            self._x[i, 0] = preprocess(self.crops[i], self.params)
-        self._ready[indices] = True
-        return self._x[indices]
-
-
 def _init_worker():
     cv2.setNumThreads(1)  # one page per process: no thread pools fighting over the cores
     quiet_opencv()
@@ -208,147 +167,6 @@ def reuse_memory():
 def quiet_opencv():
     """OpenCV logs its decoders' complaints to stderr; the scan reports unreadable files itself."""
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-
-
-def _slots(work):
-    """(index of its first crop, edges, aspects, expected digits) for every slot of a page's fields, in crop order."""
-    j = work.first_crop
-    for _, slots in work.fields:
-        for edges, aspects, digits in slots:
-            yield j, edges, aspects, digits
-            j += len(edges)
-
-
-def _classify(clf, x, works):
-    """The classifier's answers for the crops of ``works`` (in ``x``, an :class:`_Inputs`) that can matter.
-
-    Each slot's first reading (see :func:`~formdigits.choose.first_path`) is
-    classified; the rest of its crops only when that reading is not sure to win
-    (see :func:`~formdigits.choose.first_wins`): most wide blobs are one clear
-    digit, and their cuts need not be read (rows of zeros).
-    """
-    reject = clf.labels.index(REJECT) if REJECT in clf.labels else -1
-    probs = np.zeros((len(x), len(clf.labels)), np.float32)
-    slots = [(*s, first_path(s[1], s[3]) or [0]) for work in works for s in _slots(work) if s[1]]
-    firsts = [j + k for j, *_, first in slots for k in first]
-    if firsts:
-        probs[firsts] = clf.predict(x[firsts])
-    rest = [j + k for j, edges, aspects, digits, first in slots
-            if not first_wins(edges, aspects, probs[j : j + len(edges)], reject, digits)
-            for k in range(len(first), len(edges))]  # fmt: skip
-    if rest:
-        probs[rest] = clf.predict(x[rest])
-    return probs
-
-
-ORIENTATION_SAMPLE = 32  # at most this many crops of a page are read a second time, turned 180 degrees
-
-
-def _upside_down(clf, probs, x, pages):
-    """Which pages' digits read clearly better turned 180 degrees (the page is upside down)?
-
-    ``pages`` holds, per page, the indices of its sample crops into ``probs`` and
-    ``x``; all samples are turned and classified in one batch. Compares the
-    log-probability of the best digit for each crop as it is and turned round:
-    upright digits lose when turned (a 7 turned is no digit), upside-down ones
-    gain. Clearly = the mean gain is positive and at least 1.5 standard errors
-    from zero (on upright pages it is negative, 1.8 to 4.4 standard errors; on
-    upside-down ones positive, 2.3 to 3.7). Pages with fewer than 8 crops are
-    not judged.
-    """
-    pages = [i if len(i) >= 8 else i[:0] for i in pages]
-    every = np.concatenate(pages) if pages else np.zeros(0, int)
-    if not len(every):
-        return [False] * len(pages)
-    digits = [k for k, label in enumerate(clf.labels) if label != REJECT]
-    best = lambda p: np.log(np.maximum(p[:, digits].max(1), 1e-6))  # noqa: E731
-    gain = best(clf.predict(np.ascontiguousarray(x[every][:, :, ::-1, ::-1]))) - best(probs[every])
-    out, start = [], 0
-    for i in pages:
-        g, start = gain[start : start + len(i)], start + len(i)
-        out.append(len(g) > 0 and g.mean() > 0 and g.mean() > 1.5 * g.std(ddof=1) / np.sqrt(len(g)))
-    return out
-
-
-def _paths(work, probs, reject):
-    """Per field, per slot: the indices (into ``probs``) of the crops on the slot's best path."""
-    out, j = [], work.first_crop
-    for _, slots in work.fields:
-        chosen = []
-        for edges, aspects, digits in slots:
-            p = probs[j : j + len(edges)]
-            chosen.append([j + e for e in best_path(edges, aspects, p, reject, digits)] if edges else [])
-            j += len(edges)
-        out.append(chosen)
-    return out
-
-
-DOUBT = 0.99  # a chosen digit read with less than this probability gets a second look
-
-
-def _second_look(clf, x, probs, paths):
-    """``probs`` with the doubtful digits on the chosen paths read again, from jittered copies too.
-
-    About one digit in ten; on the tuning set this lowers the confidence of
-    ambiguous digits read wrongly more than of those read right (field error at
-    5 % reject 1.2 -> 0.8 %), for a tenth more inference.
-    """
-    doubtful = [i for field_ in paths for slot in field_ for i in slot if probs[i].max() < DOUBT]
-    if doubtful:
-        probs = probs.copy()
-        probs[doubtful] = clf.predict_steady(x[doubtful], probs[doubtful])
-    return probs
-
-
-def _rows(work, probs, paths, labels, min_confidence):
-    """The page's rows, from the classifier's answers and each slot's chosen crops (see :func:`_paths`)."""
-    if work.error:
-        return [Row(work.file, work.page, error=work.error, form=work.form)]
-    rows = []
-    reject = labels.index(REJECT) if REJECT in labels else -1
-    for n, ((x, y, w, h, kind), (cut_notes, _), chosen) in enumerate(zip(work.boxes, work.fields, paths), 1):
-        digits, confs, notes, marks = [], [], list(cut_notes), 0
-        for k, slot in enumerate(chosen, 1):
-            for p in probs[slot]:
-                top = int(p.argmax())
-                if top == reject:
-                    marks += 1
-                    notes.append(f"{'cell' if kind == 'comb' else 'mark'} {k}: not a digit")
-                else:
-                    digits.append(labels[top])
-                    confs.append(float(p[top]))
-        # a mark that is no digit (or several digits run together), or ink left out, leaves the value
-        # incomplete: no confidence
-        incomplete = marks or CUT_NOTE in cut_notes
-        confidence = 0.0 if incomplete else math.prod(confs) if confs else 1.0
-        if work.rules and (digits or marks):
-            notes += broken_rules("".join(digits), work.rules[n - 1])
-        if not digits and not marks:
-            status = "empty"
-        elif notes or confidence < min_confidence:
-            status = "review"
-            if confidence < min_confidence and digits and not incomplete:
-                notes.append(f"low confidence {confidence:.2f}")
-        else:
-            status = "ok"
-        name = work.names[n - 1] if work.names else n
-        rows.append(Row(work.file, work.page, name, x, y, w, h, "".join(digits), confidence, confs, status,
-                        "; ".join(notes), kind, work.form))  # fmt: skip
-    return rows
-
-
-def _read(clf, x, works, min_confidence):
-    """Classify the crops of ``works`` (stacked in ``x``), choose each slot's reading, fill in their rows.
-
-    Returns the classifier's first answers for every crop.
-    """
-    probs = _classify(clf, x, works) if len(x) else None
-    reject = clf.labels.index(REJECT) if REJECT in clf.labels else -1
-    paths = [_paths(work, probs, reject) for work in works]
-    final = _second_look(clf, x, probs, [f for page in paths for f in page]) if len(x) else None
-    for work, page in zip(works, paths):
-        work.rows = _rows(work, final, page, clf.labels, min_confidence)
-    return probs
 
 
 def plan_pages(paths, pdf_dpi="auto", keep_images=False, skip=None, templates=()):
@@ -391,23 +209,23 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
     """
     clf = classifier or Classifier(model, device=device, batch_size=batch_size)
     tasks = plan_pages(paths, pdf_dpi, keep_images, skip, templates)
-    pending, x = [], _Inputs(clf.params)
+    pending, x = [], Inputs(clf.params)
 
     def flush():
         nonlocal x
-        probs = _read(clf, x, pending, min_confidence)
+        probs = read(clf, x, pending, min_confidence)
         samples = [work.first_crop + np.array(work.whole_crops[:ORIENTATION_SAMPLE] if work.task.turn == 0 else [], int)
                    for work in pending]  # a page already turned round is not judged again
-        flipped = _upside_down(clf, probs, x, samples)
-        for work, upside_down in zip(pending, flipped):
-            if upside_down:
+        flipped = upside_down(clf, probs, x, samples)
+        for work, turned_round in zip(pending, flipped):
+            if turned_round:
                 # upside down: read it again here, turned round (rare, so not worth a worker's round trip)
                 work = analyse_page(work.task._replace(turn=(work.turned + 180) % 360))
-                _read(clf, _Inputs(clf.params, work.crops or []), [work], min_confidence)
+                read(clf, Inputs(clf.params, work.crops or []), [work], min_confidence)
             work.crops = None
             yield work
         pending.clear()
-        x = _Inputs(clf.params)
+        x = Inputs(clf.params)
 
     for task, work in ordered_map(analyse_page, tasks, workers, page_timeout, initializer=_init_worker):
         if isinstance(work, WorkerFailure):

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from formdigits.choose import best_path, first_path, first_wins, piece_scores
-from formdigits.pipeline import DOUBT, _PageWork, _paths, _rows, _second_look
+from formdigits.pipeline import _PageWork
+from formdigits.recognize import DOUBT, choose_paths, make_rows, second_look
 from formdigits.segment import CUT_NOTE
 
 LABELS = [str(d) for d in range(10)] + ["reject"]
@@ -32,7 +33,7 @@ def page(fields, probs, notes=()):
         work.boxes.append((0, 0, 10, 10, kind))
         work.fields.append((list(notes), slots))
     probs = np.array(probs)
-    return _rows(work, probs, _paths(work, probs, LABELS.index("reject")), LABELS, 0.9)
+    return make_rows(work, probs, choose_paths(work, probs, LABELS.index("reject")), LABELS, 0.9)
 
 
 def test_confidence_is_the_product_of_digit_probabilities():
@@ -162,23 +163,23 @@ def test_second_look_rereads_only_doubtful_chosen_digits():
     probs = np.array([onehot("3", 0.999), onehot("5", 0.97), onehot("7", DOUBT - 0.01), onehot("1", 0.5)])
     x = np.arange(4, dtype=np.float32)[:, None, None, None] * np.ones((1, 1, 28, 28), np.float32)
     clf = _Steady()
-    final = _second_look(clf, x, probs, [[[0], [1]], [[2]]])  # crop 3 is on no chosen path
+    final = second_look(clf, x, probs, [[[0], [1]], [[2]]])  # crop 3 is on no chosen path
     assert clf.seen == [[1.0, 2.0]]  # the doubtful chosen crops, and only they
     assert [LABELS[i] for i in final.argmax(1)] == ["3", "8", "8", "1"]
     assert probs[1].argmax() == 5  # the first answers are left as they were
 
 
 def test_crops_are_preprocessed_only_when_asked_for(monkeypatch):
-    from formdigits import pipeline
+    from formdigits import recognize
     from formdigits.preprocess import DEFAULT_PARAMS, preprocess_batch
 
     crops = [np.zeros((30, 20), np.uint8) for _ in range(4)]
     for i, c in enumerate(crops):
         c[5:25, 3 + i : 8 + i] = 255
     made = []
-    real = pipeline.preprocess
-    monkeypatch.setattr(pipeline, "preprocess", lambda c, p: made.append(len(made)) or real(c, p))
-    x = pipeline._Inputs(DEFAULT_PARAMS)
+    real = recognize.preprocess
+    monkeypatch.setattr(recognize, "preprocess", lambda c, p: made.append(len(made)) or real(c, p))
+    x = recognize.Inputs(DEFAULT_PARAMS)
     assert x.add(crops[:1]) == 0 and x.add(crops[1:]) == 1 and len(x) == 4
     np.testing.assert_array_equal(x[[2, 0, 2]], preprocess_batch([crops[2], crops[0], crops[2]]))
     assert len(made) == 2  # crops 0 and 2, once each
