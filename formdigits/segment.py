@@ -154,12 +154,10 @@ def _separator_top(orig, x, top, bottom, line):
     there = orig[top : bottom + 1, max(0, x - reach) : x + reach + 1].max(1) > 0
     if not there[-gap:].any():
         return top
-    start, y = len(there) - 1, len(there) - 1
-    while y >= 0 and start - y <= gap:
-        if there[y]:
-            start = y
-        y -= 1
-    return top + start
+    # from the bottom row up through the rows with ink, until a gap of more than ``gap`` rows
+    chain = np.concatenate([[len(there) - 1], np.flatnonzero(there)[::-1]])
+    broken = np.flatnonzero(chain[:-1] - chain[1:] > gap)
+    return top + int(chain[broken[0]] if broken.size else chain[-1])
 
 
 def _on_a_line(w, x, y, cw, ch):
