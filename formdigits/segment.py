@@ -203,10 +203,11 @@ def _assign(w, box):
         if not (mine & near[ys, xs]).any():
             continue
         reach = cv2.dilate(mine.view(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
-        others = [j for j in np.unique(labels[ys, xs][reach]) if j not in (0, i) and size[j] > 2 * size[i]]  # a piece, not a digit beside it
-        others = [j for j in others if cell[j] >= 0 and cell[j] != cell[i]]
-        if others and w.erased:  # (lines not erased: nothing was cut off)
-            cell[i] = cell[max(others, key=lambda j: size[j])]
+        others = np.flatnonzero(np.bincount(labels[ys, xs][reach], minlength=n))  # blobs within reach
+        # bigger ones (a piece, not a digit beside it) inside another cell
+        others = others[(others != 0) & (size[others] > 2 * size[i]) & (cell[others] >= 0) & (cell[others] != cell[i])]
+        if others.size and w.erased:  # (lines not erased: nothing was cut off)
+            cell[i] = cell[others[np.argmax(size[others])]]
         elif cell[i] < 0 and size[i] >= 0.02 * h * h:
             w.cut = True  # ink that crosses the box line and belongs to nothing inside
     return cell
