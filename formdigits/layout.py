@@ -162,12 +162,16 @@ def _comb_cells(roi, line):
     centres = np.array([g.mean() for g in groups])
     left, right = (line - 1) / 2, w - 1 - (line - 1) / 2
     best = []
-    for n in range(2, int((right - left) / (0.3 * h)) + 1):
+    for n in range(int((right - left) / (0.3 * h)), 1, -1):  # the most cells that fit
         cw = (right - left) / n
+        tolerance = max(2.0, 0.12 * cw)
+        if n - 1 > len(centres) and 2 * tolerance < cw:
+            continue  # each separator needs a run of its own
         expected = left + cw * np.arange(1, n)
         nearest = np.abs(centres[None, :] - expected[:, None]).min(1)
-        if (nearest <= max(2.0, 0.12 * cw)).all():
+        if (nearest <= tolerance).all():
             best = [centres[np.abs(centres - e).argmin()] for e in expected]
+            break
     if not best:
         return []
     if len(best) == 1:  # two cells: accept only a thin, straight, full-height separator
