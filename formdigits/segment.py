@@ -21,7 +21,7 @@ CUT_NOTE = "ink crosses the box line and was left out"
 # a blob's cut into digits (as fractions of its height; tuned on the tuning sets, see BENCHMARKS.md)
 CUT_SPACING = 0.1  # candidate cuts at least this far apart (the weakest column wins)
 MIN_PIECE, MAX_PIECE = 0.2, 1.4  # the narrowest and widest piece that may be one digit
-SPECK = 0.2, 0.6  # an open field's blob under this share of the typical blob's ink and height is a speck
+SPECK_INK, SPECK_HEIGHT = 0.2, 0.6  # an open field's blob under these shares of the typical blob's ink and height
 
 
 @dataclass
@@ -367,7 +367,7 @@ def cut_open(ink, box, line_level=255):
     # a speck beside the digits (far smaller and shorter than they are, overlapping none) is no digit
     area = [stats[m, 4].sum() for _, _, m in groups]
     typical = float(np.median(area))
-    groups = [g for g, a in zip(groups, area) if a >= SPECK[0] * typical or _height(stats, g[2]) >= SPECK[1] * tall]
+    groups = [g for g, a in zip(groups, area) if a >= SPECK_INK * typical or _height(stats, g[2]) >= SPECK_HEIGHT * tall]
     # a small piece (a detached bar or hook) joins the neighbour it nearly touches
     merged = []
     for g in groups:
