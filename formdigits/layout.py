@@ -25,6 +25,7 @@ import numpy as np
 MASK_LEVEL = 30  # darkness (after a 3x3 blur) that counts as printed line or ink
 MIN_BOX_PX = 12  # smaller outlines are specks, not boxes
 SIDE_COVERAGE = 0.88  # share of each side a box outline must cover
+HALF_FROM = 1600  # pages at least this many pixels on their short side find their skew at half size
 
 
 @dataclass
@@ -322,10 +323,16 @@ def analyze(gray, turn=0):
 
 
 def _analyze_dark(dark):
-    mask = line_mask(dark)
-    contours = _contours(mask)
-    angle = estimate_skew(mask, contours)
     h, w = dark.shape
+    if min(h, w) >= HALF_FROM:  # the skew from a half-size page, every 2x2 block as dark as its darkest pixel
+        half = dark[: h // 2 * 2, : w // 2 * 2]
+        half = np.maximum(np.maximum(half[::2, ::2], half[1::2, ::2]), np.maximum(half[::2, 1::2], half[1::2, 1::2]))
+        angle = estimate_skew(line_mask(half))
+        mask = contours = None
+    else:
+        mask = line_mask(dark)
+        contours = _contours(mask)
+        angle = estimate_skew(mask, contours)
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
     if abs(angle) >= 0.05:
         dark = cv2.warpAffine(dark, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)

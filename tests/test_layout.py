@@ -77,6 +77,19 @@ def test_skew_is_measured_and_boxes_map_back_to_the_page(angle):
     assert abs(x + w - 1 - corners[:, 0].max()) <= 3 and abs(y + h - 1 - corners[:, 1].max()) <= 3
 
 
+@pytest.mark.parametrize("angle", [-4, 0.3, 2.5])
+def test_a_large_page_finds_its_skew_at_half_size_as_well(angle):
+    img = blank(1800, 1700)  # over HALF_FROM: the skew comes from a half-size copy
+    for y in (200, 500, 800, 1100):
+        rect(img, 150, y, 900, 110, v=150, t=2)  # faint, thin lines: the half-size copy keeps them
+        rect(img, 1150, y, 300, 110, v=150, t=2)
+    m = cv2.getRotationMatrix2D((850, 900), angle, 1.0)
+    turned = cv2.warpAffine(img, m, (1700, 1800), borderValue=235)
+    layout = analyze(turned)
+    assert layout.angle == pytest.approx(-angle, abs=0.1)
+    assert len(layout.boxes) == 8 and all(abs(b.w - 900) <= 3 or abs(b.w - 300) <= 3 for b in layout.boxes)
+
+
 def test_reading_order_rows_then_columns():
     boxes = [Box(200, 12, 50, 20), Box(10, 100, 50, 20), Box(10, 10, 50, 24), Box(120, 104, 50, 20)]
     assert [(b.x, b.y) for b in reading_order(boxes)] == [(10, 10), (200, 12), (10, 100), (120, 104)]
