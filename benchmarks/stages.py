@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from formdigits.classifier import REJECT, Classifier
-from formdigits.layout import _contours, darkness, estimate_skew, find_boxes, line_mask
+from formdigits.layout import _skew, darkness, find_boxes
 from formdigits.output import RowWriter
 from formdigits.pages import count_pages, read_page
 from formdigits.pipeline import _PageWork, expand_paths
@@ -60,9 +60,7 @@ def main():
     for f, n in tasks:
         page = timed("decode", read_page, f, n)
         dark = timed("deskew", darkness, page.image)  # as layout._analyze_dark does it, stage by stage
-        mask = timed("deskew", line_mask, dark)
-        contours = timed("deskew", _contours, mask)
-        angle = timed("deskew", estimate_skew, mask, contours)
+        angle, mask, contours = timed("deskew", _skew, dark)
         matrix = cv2.getRotationMatrix2D((dark.shape[1] / 2, dark.shape[0] / 2), angle, 1.0)
         if abs(angle) >= 0.05:
             dark = timed("deskew", cv2.warpAffine, dark, matrix, dark.shape[::-1], None, cv2.INTER_LINEAR, 0, 0)
