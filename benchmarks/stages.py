@@ -23,7 +23,7 @@ from collections import Counter
 import cv2
 import numpy as np
 
-from formdigits.classifier import REJECT, Classifier
+from formdigits.classifier import Classifier, reject_index
 from formdigits.layout import _skew, darkness, find_boxes
 from formdigits.output import RowWriter
 from formdigits.pages import count_pages, read_page
@@ -39,7 +39,7 @@ def main():
     a = ap.parse_args()
     cv2.setNumThreads(1)
     clf = Classifier(threads=1)
-    reject = clf.labels.index(REJECT)
+    reject = reject_index(clf.labels)
     tasks = [(f, n) for f in expand_paths([a.folder], recursive=True) for n in range(1, count_pages(f) + 1)]
     tasks = tasks[: a.limit or None]
     ms, crops_total = Counter(), 0

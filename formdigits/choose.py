@@ -74,13 +74,12 @@ def best_path(edges, aspects, probs, reject, digits=1):
     if first_wins(edges, aspects, probs, reject, digits):
         return first_path(edges, digits) or [0]
     score = piece_scores(aspects, probs, reject) + SPLIT_COST
-    best = {(0, 0): (0.0, [])}  # (node, pieces) -> (score of the best path from 0 to it, its edges)
+    best = {0: {0: (0.0, [])}}  # node -> pieces -> (score of the best path from 0 to it, its edges)
     for k in sorted(range(len(edges)), key=lambda k: edges[k]):  # by start node: every path is built in order
         a, b = edges[k]
-        for (node, n), (s, path) in [item for item in best.items() if item[0][0] == a]:
-            s += score[k]
-            if (b, n + 1) not in best or s > best[(b, n + 1)][0]:
-                best[(b, n + 1)] = (s, path + [k])
-    end = max(b for _, b in edges)
-    ends = [(s - SPLIT_COST * abs(n - digits), path) for (node, n), (s, path) in best.items() if node == end]
+        at = best.setdefault(b, {})  # (b > a: the paths to a are not changed while they are extended)
+        for n, (s, path) in best.get(a, {}).items():
+            if n + 1 not in at or s + score[k] > at[n + 1][0]:
+                at[n + 1] = (s + score[k], path + [k])
+    ends = [(s - SPLIT_COST * abs(n - digits), path) for n, (s, path) in best[max(b for _, b in edges)].items()]
     return max(ends, key=lambda e: e[0])[1]

@@ -24,6 +24,11 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 
 
+def reject_index(labels):
+    """Index of the "not a digit" class in ``labels``, -1 for a model without one."""
+    return labels.index(REJECT) if REJECT in labels else -1
+
+
 def default_model_path(int8=False):
     """The model shipped with the package (``export/formdigits.onnx`` in the repository).
 

@@ -41,12 +41,12 @@ class _PageWork:
     file: str
     page: int
     boxes: list = field(default_factory=list)  # (x, y, w, h, kind) in original page pixels
-    fields: list = field(default_factory=list)  # per box: (notes, slots); per slot its edges, crop aspects, digits expected
+    fields: list = field(default_factory=list)  # per box: (notes, slots); slots as FieldCut.shapes() gives them
     crops: list = None  # every digit crop (uint8 ink), in slot order
     image: object = None  # kept only for debug pictures
     error: str = ""
     first_crop: int = 0
-    whole_crops: list = field(default_factory=list)  # index of each slot's first crop
+    slot_firsts: list = field(default_factory=list)  # index of each slot's first crop (orientation samples)
     form: str = ""  # the template the page matched
     names: list = None  # template field names, one per box
     rules: list = None  # template field rules, one per box
@@ -114,7 +114,7 @@ def analyse_page(task):
             work.fields.append((cut.notes, cut.shapes()))
             for slot in cut.slots:
                 if slot.crops:
-                    work.whole_crops.append(len(crops))  # the slot's first crop (see Slot): for the orientation check
+                    work.slot_firsts.append(len(crops))
                 crops.extend(slot.crops)
         work.crops = crops
         work.turned = layout.turned
@@ -214,7 +214,7 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
     def flush():
         nonlocal x
         probs = read(clf, x, pending, min_confidence)
-        samples = [work.first_crop + np.array(work.whole_crops[:ORIENTATION_SAMPLE] if work.task.turn == 0 else [], int)
+        samples = [work.first_crop + np.array(work.slot_firsts[:ORIENTATION_SAMPLE] if work.task.turn == 0 else [], int)
                    for work in pending]  # a page already turned round is not judged again
         flipped = upside_down(clf, probs, x, samples)
         for work, turned_round in zip(pending, flipped):

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from .choose import best_path, first_path, first_wins
-from .classifier import REJECT
+from .classifier import REJECT, reject_index
 from .output import Row
 from .preprocess import preprocess
 from .segment import CUT_NOTE
@@ -76,7 +76,7 @@ def classify(clf, x, works):
     (see :func:`~formdigits.choose.first_wins`): most wide blobs are one clear
     digit, and their cuts need not be read (rows of zeros).
     """
-    reject = clf.labels.index(REJECT) if REJECT in clf.labels else -1
+    reject = reject_index(clf.labels)
     probs = np.zeros((len(x), len(clf.labels)), np.float32)
     slots = [(*s, first_path(s[1], s[3]) or [0]) for work in works for s in _slots(work) if s[1]]
     firsts = [j + k for j, *_, first in slots for k in first]
@@ -154,7 +154,7 @@ def make_rows(work, probs, paths, labels, min_confidence):
     if work.error:
         return [Row(work.file, work.page, error=work.error, form=work.form)]
     rows = []
-    reject = labels.index(REJECT) if REJECT in labels else -1
+    reject = reject_index(labels)
     for n, ((x, y, w, h, kind), (cut_notes, _), chosen) in enumerate(zip(work.boxes, work.fields, paths), 1):
         digits, confs, notes, marks = [], [], list(cut_notes), 0
         for k, slot in enumerate(chosen, 1):
@@ -192,7 +192,7 @@ def read(clf, x, works, min_confidence):
     Returns the classifier's first answers for every crop.
     """
     probs = classify(clf, x, works) if len(x) else None
-    reject = clf.labels.index(REJECT) if REJECT in clf.labels else -1
+    reject = reject_index(clf.labels)
     paths = [choose_paths(work, probs, reject) for work in works]
     final = second_look(clf, x, probs, [f for page in paths for f in page]) if len(x) else None
     for work, page in zip(works, paths):

@@ -36,13 +36,9 @@ class Slot:
     An empty comb cell has no edges.
     """
 
-    edges: list = field(default_factory=list)  # (x0, x1) per crop, x0 < x1; the first crop is a digit's or the whole blob's
+    edges: list = field(default_factory=list)  # (x0, x1) per crop, x0 < x1; the first: a cell's ink or the whole blob
     crops: list = field(default_factory=list)  # uint8 ink, one per edge
     digits: int = 1  # how many digits it likely holds (comb cells joined by ink: one per cell with ink)
-
-    @property
-    def end(self):
-        return max((b for _, b in self.edges), default=0)
 
     def add(self, x0, x1, crop):
         self.edges.append((int(x0), int(x1)))
@@ -185,9 +181,9 @@ def _assign(w, box):
     for i, (x, y, cw, ch, area) in enumerate(stats.tolist()[1:], 1):  # Python ints: a tight loop
         if max(cw, ch) < 0.12 * h or area < 0.003 * h * h:
             continue  # speck
-        if min(cw, ch) <= box.line + 3 and max(cw, ch) >= 4 * min(cw, ch) and _on_a_line(w, x, y, cw, ch):
-            if w.erased or w.ink[y : y + ch, x : x + cw].max() <= 2 * w.line_level + 10:
-                continue  # a remnant of the box's own lines, left by skew or a thick pen-stroke over it
+        thin_along_a_line = min(cw, ch) <= box.line + 3 and max(cw, ch) >= 4 * min(cw, ch) and _on_a_line(w, x, y, cw, ch)
+        if thin_along_a_line and (w.erased or w.ink[y : y + ch, x : x + cw].max() <= 2 * w.line_level + 10):
+            continue  # a remnant of the box's own lines, left by skew or a thick pen-stroke over it
         size[i] = area
         cx, cy = cents[i]
         if w.edges[0] < cx < w.edges[-1] and w.top < cy < w.bottom:
@@ -228,7 +224,7 @@ def _crop(w, ids):
     if band.any():
         k = np.ones((w.reach, w.reach), np.uint8)
         mask = mask | ((cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_CLOSE, k) > 0) & band)
-    return np.where(mask, w.orig[y0:y1, x0:x1], 0).astype(np.uint8)
+    return np.where(mask, w.orig[y0:y1, x0:x1], 0).astype(np.uint8, copy=False)
 
 
 def _crossed(w, cell):

@@ -25,10 +25,10 @@ def cut(img, cells=3):
 
 def paths(slot):
     """Every way to read a slot: lists of crops from its start to its end."""
-    out = []
+    out, end = [], max(b for _, b in slot.edges)
 
     def walk(node, crops):
-        if node == slot.end:
+        if node == end:
             out.append(crops)
         for (a, b), c in zip(slot.edges, slot.crops):
             if a == node:
