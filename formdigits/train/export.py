@@ -155,11 +155,11 @@ def quantize_model(fp32_path, calibration, out_path=None):
 def calibration_inputs(held_out, train_seed):
     """Network inputs for :func:`quantize_model`: a training run's held-out digits as the
     scanner sees them (clean, redrawn as scans, and non-digits; seed = the run's seed + 11)."""
-    from ..preprocess import preprocess
+    from ..preprocess import preprocess_batch
     from .augment import scanner_view
 
     crops, _ = scanner_view(held_out, train_seed + 11)
-    return np.stack([preprocess(c) for c in crops])[:, None]
+    return preprocess_batch(crops)
 
 
 def quantize_export(checkpoint, fp32_path, data_dir=None):
