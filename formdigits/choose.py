@@ -13,6 +13,7 @@ ASPECT[1] = 0.4
 ASPECT_SIGMA = 0.5  # spread of log(aspect) around it
 FILL, FILL_SIGMA = 0.8, 0.2  # a digit's ink spans at least ~80 % of its blob's height (log-sd 0.2 below that)
 SPLIT_COST = 1.0  # log-odds against each extra piece: a digit's arm, cut off, reads as a "1"
+NARROW = 0.75  # a blob narrower than this (width / height) is one digit, unless it reads as no digit at all
 SURE = 0.99  # comb cells joined by ink whose own ink each reads this surely are read cell by cell
 
 
@@ -52,6 +53,8 @@ def first_wins(edges, aspects, probs, reject, digits=1):
     if not path:
         return False
     if digits == 1:
+        if aspects[0][0] < NARROW and probs[0].argmax() != reject:
+            return True  # a narrow blob that reads as a digit is one (its cuts are for digits run together)
         return bool(piece_scores(aspects[:1], probs[:1], reject)[0] > -2 * SPLIT_COST)
     p = np.asarray(probs)[path]
     return bool((p.max(1) >= SURE).all() and (p.argmax(1) != reject).all())

@@ -20,7 +20,7 @@ INK_LEVEL = 50  # darkness that counts as ink (on a dropout-colour line: darker 
 CUT_NOTE = "ink crosses the box line and was left out"
 # a blob's cut into digits (as fractions of its height; tuned on the tuning sets, see BENCHMARKS.md)
 CUT_SPACING = 0.1  # candidate cuts at least this far apart (the weakest column wins)
-MIN_PIECE, MAX_PIECE = 0.2, 1.4  # the narrowest and widest piece that may be one digit
+MIN_PIECE, MAX_PIECE = 0.12, 1.4  # the narrowest and widest piece that may be one digit
 SPECK_INK, SPECK_HEIGHT = 0.2, 0.6  # an open field's blob under these shares of the typical blob's ink and height
 
 
@@ -188,12 +188,12 @@ def _assign(w, box):
         cx, cy = cents[i]
         if w.edges[0] < cx < w.edges[-1] and w.top < cy < w.bottom:
             cell[i] = int(np.searchsorted(w.edges, cx)) - 1
-    r = box.line + 4
     near = cv2.dilate(w.band.view(np.uint8), np.ones((3, 3), np.uint8)) > 0
     for i in np.argsort(size):  # small pieces first
         if size[i] == 0:
             continue
         x, y, cw, ch, _ = stats[i]
+        r = w.reach if ch < 0.35 * h else box.line + 4
         ys, xs = slice(max(0, y - r), y + ch + r), slice(max(0, x - r), x + cw + r)
         mine = labels[ys, xs] == i
         if not (mine & near[ys, xs]).any():
@@ -320,11 +320,11 @@ def _cut_points(crop, height):
     return sorted(kept)
 
 
-def _lattice(crop, height, min_width=0.75, slot=None):
+def _lattice(crop, height, min_width=0.3, slot=None):
     """A blob read whole, or cut at any of its weak columns into pieces of a digit's width (added to ``slot``)."""
     w = crop.shape[1]
     slot = (slot or Slot()).add(0, w, crop)
-    if w < min_width * height:  # a narrow blob is one digit (tuned: 0.6 to 1.0 tried, see BENCHMARKS.md)
+    if w < min_width * height:  # a stroke
         return slot
     xs = [0] + [c for c in _cut_points(crop, height) if 2 <= c <= w - 2] + [w]
     for i, a in enumerate(xs):

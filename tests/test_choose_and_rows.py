@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from formdigits.choose import best_path, first_path, first_wins, piece_scores
+from formdigits.choose import NARROW, best_path, first_path, first_wins, piece_scores
 from formdigits.pipeline import _PageWork
 from formdigits.recognize import DOUBT, choose_paths, make_rows, second_look
 from formdigits.segment import CUT_NOTE
@@ -128,12 +128,25 @@ def test_skipping_the_cuts_of_a_clear_whole_never_changes_the_choice():
     for _ in range(2000):
         probs = rng.dirichlet(np.full(len(LABELS), 0.05), size=len(edges)).astype(np.float32)
         aspects = [(float(rng.uniform(0.3, 1.6)), float(rng.uniform(0.5, 1.0))) for _ in edges]
-        aspects[0] = (aspects[0][0], 1.0)
+        aspects[0] = (float(rng.uniform(NARROW, 1.6)), 1.0)  # (narrow blobs: see the next test)
         scores = piece_scores(aspects, probs, REJECT)
         full = _best_path_by_brute_force(edges, scores)
         assert best_path(edges, aspects, probs, REJECT) == full
         shortcuts += first_wins(edges, aspects, probs, REJECT)
     assert shortcuts > 100  # the shortcut was taken often enough to be tested
+
+
+def test_a_narrow_blob_is_cut_only_when_it_reads_as_no_digit():
+    # two "1"s run together: narrow, and whole it reads as no digit; cut, as two clear 1s
+    edges, aspects = [(0, 30), (0, 14), (14, 30)], [(0.48, 1.0), (0.22, 1.0), (0.25, 1.0)]
+    probs = np.array([onehot("reject", 0.97), onehot("1", 0.99), onehot("1", 0.99)])
+    assert not first_wins(edges, aspects, probs, REJECT)
+    assert best_path(edges, aspects, probs, REJECT) == [1, 2]
+    probs[0] = onehot("4", 0.3)  # a narrow blob that reads as a digit, even doubtfully, is that digit
+    assert first_wins(edges, aspects, probs, REJECT)
+    assert best_path(edges, aspects, probs, REJECT) == [0]
+    wide = [(NARROW + 0.1, 1.0)] + aspects[1:]  # as wide as a digit: its cuts are weighed
+    assert not first_wins(edges, wide, probs, REJECT)
 
 
 def _best_path_by_brute_force(edges, scores):
