@@ -76,10 +76,10 @@ def main():
         firsts = np.cumsum([0] + [len(s.crops) for c in cuts for s in c.slots])[:-1]
         samples = [firsts[[len(s.crops) > 0 for c in cuts for s in c.slots]][:ORIENTATION_SAMPLE]]
         probs = timed("inference", classify, clf, x, [work])
-        paths = timed("rows", choose_paths, work, probs, reject)
+        paths, shares = timed("rows", choose_paths, work, probs, reject)
         final = timed("inference", second_look, clf, x, probs, paths)
         timed("inference", upside_down, clf, probs, x, samples)
-        rows = timed("rows", make_rows, work, final, paths, clf.labels, 0.9)
+        rows = timed("rows", make_rows, work, final, paths, clf.labels, 0.9, shares)
         writer = RowWriter(io.StringIO(), "csv")
         for r in rows:
             timed("writing", writer.write, r)

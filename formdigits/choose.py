@@ -6,14 +6,18 @@ of pieces that the classifier reads most convincingly, with priors on how a
 digit is shaped and against cutting a digit needlessly.
 """
 
+import math
+
 import numpy as np
+
+from .segment import NARROW
 
 ASPECT = np.array([0.8] * 10)  # typical width / height of each handwritten digit (MNIST)
 ASPECT[1] = 0.4
 ASPECT_SIGMA = 0.5  # spread of log(aspect) around it
 FILL, FILL_SIGMA = 0.8, 0.2  # a digit's ink spans at least ~80 % of its blob's height (log-sd 0.2 below that)
 SPLIT_COST = 1.0  # log-odds against each extra piece: a digit's arm, cut off, reads as a "1"
-NARROW = 0.75  # a blob narrower than this (width / height) is one digit, unless it reads as no digit at all
+SHARPNESS = 4  # path scores are soft (shape priors); sharpened this much, the best reading's share ranks doubtful cuts
 SURE = 0.99  # comb cells joined by ink whose own ink each reads this surely are read cell by cell
 
 
@@ -61,7 +65,12 @@ def first_wins(edges, aspects, probs, reject, digits=1):
 
 
 def best_path(edges, aspects, probs, reject, digits=1):
-    """The likeliest way to read a blob: the indices of the edges on the best path through its slot.
+    """The likeliest way to read a blob: the indices of the edges on the best path through its slot (see :func:`read_slot`)."""
+    return read_slot(edges, aspects, probs, reject, digits)[0]
+
+
+def read_slot(edges, aspects, probs, reject, digits=1):
+    """The likeliest way to read a blob, and how sure that way of cutting it is: ``(path, share)``.
 
     ``edges`` are the slot's ``(x0, x1)`` pieces (see :class:`~formdigits.segment.Slot`),
     ``aspects`` their (width/height, ink height/height), ``probs`` the classifier's answers for them.
@@ -71,18 +80,38 @@ def best_path(edges, aspects, probs, reject, digits=1):
     a 5, but not 5-shaped; or much shorter than the blob: halves of a slanted
     "1" each look like a "1"), and ``SPLIT_COST`` for each piece more or fewer
     than the ``digits`` the slot is expected to hold (a blob: one; comb cells
-    joined by ink: one per cell with ink of its own). When the slot's first
-    reading is sure to win (:func:`first_wins`), only its own answers are looked at.
+    joined by ink: one per cell with ink of its own). ``path`` holds the indices
+    of the edges on the best path. ``share`` is how sure that reading is, cut as
+    it may be: the summed weights, exp(SHARPNESS * score), of all paths that read
+    the same digits, as a share of all paths' weights; near 1 when every other way
+    of cutting the blob reads far worse, about 1/2 when one reading other digits
+    does as well. When the slot's first reading is sure to win
+    (:func:`first_wins`), only its own answers are looked at (share 1).
     """
     if first_wins(edges, aspects, probs, reject, digits):
-        return first_path(edges, digits) or [0]
-    score = piece_scores(aspects, probs, reject) + SPLIT_COST
+        return first_path(edges, digits) or [0], 1.0
+    score = (piece_scores(aspects, probs, reject) + SPLIT_COST).tolist()  # Python floats: a tight loop
+    digit = (np.delete(probs, reject, axis=1) if reject >= 0 else probs).argmax(1).tolist()
     best = {0: {0: (0.0, [])}}  # node -> pieces -> (score of the best path from 0 to it, its edges)
+    mass = {0: {(): 0.0}}  # node -> digits read on the way to it -> log of the summed weights of those paths
     for k in sorted(range(len(edges)), key=lambda k: edges[k]):  # by start node: every path is built in order
         a, b = edges[k]
         at = best.setdefault(b, {})  # (b > a: the paths to a are not changed while they are extended)
         for n, (s, path) in best.get(a, {}).items():
             if n + 1 not in at or s + score[k] > at[n + 1][0]:
                 at[n + 1] = (s + score[k], path + [k])
-    ends = [(s - SPLIT_COST * abs(n - digits), path) for n, (s, path) in best[max(b for _, b in edges)].items()]
-    return max(ends, key=lambda e: e[0])[1]
+        into = mass.setdefault(b, {})
+        for read, w in mass.get(a, {}).items():
+            key, w = read + (digit[k],), w + SHARPNESS * score[k]
+            into[key] = _logaddexp(into[key], w) if key in into else w
+    end = max(b for _, b in edges)
+    s, path = max(((s - SPLIT_COST * abs(n - digits), path) for n, (s, path) in best[end].items()), key=lambda e: e[0])
+    weights = {read: w - SHARPNESS * SPLIT_COST * abs(len(read) - digits) for read, w in mass[end].items()}
+    top = max(weights.values())
+    total = top + math.log(sum(math.exp(w - top) for w in weights.values()))
+    return path, math.exp(weights[tuple(digit[k] for k in path)] - total)
+
+
+def _logaddexp(a, b):
+    """log(exp(a) + exp(b)), for two Python floats."""
+    return max(a, b) + math.log1p(math.exp(-abs(a - b)))

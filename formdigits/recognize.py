@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from .choose import best_path, first_path, first_wins
+from .choose import first_path, first_wins, read_slot
 from .classifier import REJECT, reject_index
 from .output import Row
 from .preprocess import preprocess
@@ -120,16 +120,22 @@ def upside_down(clf, probs, x, pages):
 
 
 def choose_paths(work, probs, reject):
-    """Per field, per slot: the indices (into ``probs``) of the crops on the slot's best path."""
-    out, j = [], work.first_crop
+    """``(paths, shares)``: per field, per slot, the indices (into ``probs``) of the crops on the slot's best
+    path; per field, how sure its cuts are (the product of its slots' shares, see :func:`~formdigits.choose.read_slot`)."""
+    out, shares, j = [], [], work.first_crop
     for _, slots in work.fields:
-        chosen = []
+        chosen, share = [], 1.0
         for edges, aspects, digits in slots:
-            p = probs[j : j + len(edges)]
-            chosen.append([j + e for e in best_path(edges, aspects, p, reject, digits)] if edges else [])
+            if edges:
+                path, sure = read_slot(edges, aspects, probs[j : j + len(edges)], reject, digits)
+                chosen.append([j + e for e in path])
+                share *= sure
+            else:
+                chosen.append([])
             j += len(edges)
         out.append(chosen)
-    return out
+        shares.append(share)
+    return out, shares
 
 
 DOUBT = 0.99  # a chosen digit read with less than this probability gets a second look
@@ -149,13 +155,15 @@ def second_look(clf, x, probs, paths):
     return probs
 
 
-def make_rows(work, probs, paths, labels, min_confidence):
-    """The page's rows, from the classifier's answers and each slot's chosen crops (see :func:`choose_paths`)."""
+def make_rows(work, probs, paths, labels, min_confidence, shares=None):
+    """The page's rows, from the classifier's answers and each slot's chosen crops and how sure
+    the cuts are (see :func:`choose_paths`)."""
     if work.error:
         return [Row(work.file, work.page, error=work.error, form=work.form)]
     rows = []
     reject = reject_index(labels)
-    for n, ((x, y, w, h, kind), (cut_notes, _), chosen) in enumerate(zip(work.boxes, work.fields, paths), 1):
+    shares = shares or [1.0] * len(paths)
+    for n, ((x, y, w, h, kind), (cut_notes, _), chosen, share) in enumerate(zip(work.boxes, work.fields, paths, shares), 1):
         digits, confs, notes, marks = [], [], list(cut_notes), 0
         for k, slot in enumerate(chosen, 1):
             for p in probs[slot]:
@@ -169,7 +177,7 @@ def make_rows(work, probs, paths, labels, min_confidence):
         # a mark that is no digit (or several digits run together), or ink left out, leaves the value
         # incomplete: no confidence
         incomplete = marks or CUT_NOTE in cut_notes
-        confidence = 0.0 if incomplete else math.prod(confs) if confs else 1.0
+        confidence = 0.0 if incomplete else math.prod(confs) * share if confs else 1.0
         if work.rules and (digits or marks):
             notes += broken_rules("".join(digits), work.rules[n - 1])
         if not digits and not marks:
@@ -193,8 +201,8 @@ def read(clf, x, works, min_confidence):
     """
     probs = classify(clf, x, works) if len(x) else None
     reject = reject_index(clf.labels)
-    paths = [choose_paths(work, probs, reject) for work in works]
-    final = second_look(clf, x, probs, [f for page in paths for f in page]) if len(x) else None
-    for work, page in zip(works, paths):
-        work.rows = make_rows(work, final, page, clf.labels, min_confidence)
+    chosen = [choose_paths(work, probs, reject) for work in works]
+    final = second_look(clf, x, probs, [f for page, _ in chosen for f in page]) if len(x) else None
+    for work, (page, shares) in zip(works, chosen):
+        work.rows = make_rows(work, final, page, clf.labels, min_confidence, shares)
     return probs

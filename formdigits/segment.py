@@ -21,6 +21,8 @@ CUT_NOTE = "ink crosses the box line and was left out"
 # a blob's cut into digits (as fractions of its height; tuned on the tuning sets, see BENCHMARKS.md)
 CUT_SPACING = 0.1  # candidate cuts at least this far apart (the weakest column wins)
 MIN_PIECE, MAX_PIECE = 0.12, 1.4  # the narrowest and widest piece that may be one digit
+NARROW = 0.75  # a blob narrower than this (width / height) is one digit, unless it reads as no digit at all
+STROKE = 0.3  # a blob narrower than this is one stroke: never cut
 SPECK_INK, SPECK_HEIGHT = 0.2, 0.6  # an open field's blob under these shares of the typical blob's ink and height
 
 
@@ -294,7 +296,7 @@ def cut_comb(ink, box, line_level=255):
     return FieldCut(slots, [CUT_NOTE] if w.cut else [])
 
 
-def _cut_points(crop, height):
+def _cut_points(crop, height, most=None):
     """Columns where a blob of touching digits may be cut: where its ink is weakest.
 
     Every local minimum of the ink profile, and the four weakest columns anywhere
@@ -317,16 +319,21 @@ def _cut_points(crop, height):
     for c in sorted(set(cuts), key=lambda c: (weight[c], c)):
         if all(abs(c - k) >= CUT_SPACING * height for k in kept):
             kept.append(c)
-    return sorted(kept)
+    return sorted(kept[:most])
 
 
-def _lattice(crop, height, min_width=0.3, slot=None):
-    """A blob read whole, or cut at any of its weak columns into pieces of a digit's width (added to ``slot``)."""
+def _lattice(crop, height, min_width=STROKE, slot=None):
+    """A blob read whole, or cut at any of its weak columns into pieces of a digit's width (added to ``slot``).
+
+    A narrow blob (see ``NARROW``) is cut only in two, at its weakest column: it
+    is cut at all only when it reads as no digit (two digits run together).
+    """
     w = crop.shape[1]
     slot = (slot or Slot()).add(0, w, crop)
     if w < min_width * height:  # a stroke
         return slot
-    xs = [0] + [c for c in _cut_points(crop, height) if 2 <= c <= w - 2] + [w]
+    most = 1 if w < NARROW * height else None
+    xs = [0] + [c for c in _cut_points(crop, height, most) if 2 <= c <= w - 2] + [w]
     for i, a in enumerate(xs):
         for b in xs[i + 1 :]:
             if (a, b) == (0, w):

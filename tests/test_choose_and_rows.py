@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from formdigits.choose import NARROW, best_path, first_path, first_wins, piece_scores
+from formdigits.choose import NARROW, SHARPNESS, best_path, first_path, first_wins, piece_scores, read_slot
 from formdigits.pipeline import _PageWork
 from formdigits.recognize import DOUBT, choose_paths, make_rows, second_look
 from formdigits.segment import CUT_NOTE
@@ -33,7 +33,8 @@ def page(fields, probs, notes=()):
         work.boxes.append((0, 0, 10, 10, kind))
         work.fields.append((list(notes), slots))
     probs = np.array(probs)
-    return make_rows(work, probs, choose_paths(work, probs, LABELS.index("reject")), LABELS, 0.9)
+    paths, shares = choose_paths(work, probs, LABELS.index("reject"))
+    return make_rows(work, probs, paths, LABELS, 0.9, shares)
 
 
 def test_confidence_is_the_product_of_digit_probabilities():
@@ -147,6 +148,37 @@ def test_a_narrow_blob_is_cut_only_when_it_reads_as_no_digit():
     assert best_path(edges, aspects, probs, REJECT) == [0]
     wide = [(NARROW + 0.1, 1.0)] + aspects[1:]  # as wide as a digit: its cuts are weighed
     assert not first_wins(edges, wide, probs, REJECT)
+
+
+def test_the_share_says_how_sure_a_cut_is():
+    # two 1s run together: whole, no digit; cut, two clear 1s -- no other reading comes close
+    edges, aspects = [(0, 30), (0, 14), (14, 30)], [(0.9, 1.0), (0.4, 1.0), (0.4, 1.0)]
+    probs = np.array([onehot("reject", 0.97), onehot("1", 0.99), onehot("1", 0.99)])
+    path, share = read_slot(edges, aspects, probs, REJECT)
+    assert path == [1, 2] and share > 0.99
+    # whole, a doubtful 4; cut, two clear 1s: the cut wins, but the 4 is nearly as likely
+    probs[0] = onehot("4", 0.3)
+    scores = piece_scores(aspects, probs, REJECT) + 1.0  # (SPLIT_COST: one piece is the expected count)
+    path, share = read_slot(edges, aspects, probs, REJECT)
+    gap = scores[1] + scores[2] - 1.0 - scores[0]  # best path's score over the whole's
+    assert share == pytest.approx(1 / (1 + np.exp(-SHARPNESS * gap)))
+    assert 0.5 < share < 0.99
+
+
+def test_paths_that_read_the_same_digits_add_up():
+    # comb cells joined by ink: each cell alone, or the ink cut at the line, give the same two digits
+    edges, aspects = [(0, 25), (25, 50), (0, 50), (0, 26), (26, 50)], full(0.5, 0.5, 1.0, 0.52, 0.48)
+    probs = np.array([onehot("1", 0.9), onehot("7", 0.9), onehot("reject", 0.9), onehot("1", 0.9), onehot("7", 0.9)])
+    path, share = read_slot(edges, aspects, probs, REJECT, digits=2)
+    assert share > 0.99  # not 1/2: both ways read "17"
+
+
+def test_a_doubtful_cut_lowers_the_field_confidence():
+    edges, aspects = [(0, 30), (0, 14), (14, 30)], [(0.9, 1.0), (0.4, 1.0), (0.4, 1.0)]
+    probs = [onehot("4", 0.3), onehot("1", 0.99), onehot("1", 0.99)]
+    (row,) = page([("open", [(edges, aspects, 1)])], probs)
+    share = read_slot(edges, aspects, np.array(probs), REJECT)[1]
+    assert row.value == "11" and row.confidence == pytest.approx(0.99 * 0.99 * share)
 
 
 def _best_path_by_brute_force(edges, scores):
