@@ -8,7 +8,10 @@ the pages' rows are made (``make_rows``). ``read`` does all of it.
 
 Field confidence is the product of its digits' probabilities (the chance that
 every digit is right, if the model is calibrated; a doubtful digit's is the mean
-over it and jittered copies of it, see ``second_look``); 0 when a mark in it is
+over it and jittered copies of it, see ``second_look``). Where a blob was cut
+into digits, or comb cells joined by ink were read, the digits' probabilities
+also carry the chance that the cut is right: the reading's share of all ways of
+cutting it (``choose.read_slot``), split evenly among its digits. It is 0 when a mark in it is
 not a digit (mostly digits run together) or when ink crossing its box line could
 not be given to any digit: the value is then likely incomplete. A field is
 ``review`` when its confidence is below ``min_confidence``, when a mark in it is
@@ -120,21 +123,18 @@ def upside_down(clf, probs, x, pages):
 
 
 def choose_paths(work, probs, reject):
-    """``(paths, shares)``: per field, per slot, the indices (into ``probs``) of the crops on the slot's best
-    path; per field, how sure its cuts are (the product of its slots' shares, see :func:`~formdigits.choose.read_slot`)."""
+    """``(paths, shares)``: per field, per slot, the indices (into ``probs``) of the crops on the slot's
+    best path, and how sure that way of cutting it is (see :func:`~formdigits.choose.read_slot`)."""
     out, shares, j = [], [], work.first_crop
     for _, slots in work.fields:
-        chosen, share = [], 1.0
+        chosen, sure = [], []
         for edges, aspects, digits in slots:
-            if edges:
-                path, sure = read_slot(edges, aspects, probs[j : j + len(edges)], reject, digits)
-                chosen.append([j + e for e in path])
-                share *= sure
-            else:
-                chosen.append([])
+            path, share = read_slot(edges, aspects, probs[j : j + len(edges)], reject, digits) if edges else ([], 1.0)
+            chosen.append([j + e for e in path])
+            sure.append(share)
             j += len(edges)
         out.append(chosen)
-        shares.append(share)
+        shares.append(sure)
     return out, shares
 
 
@@ -162,10 +162,10 @@ def make_rows(work, probs, paths, labels, min_confidence, shares=None):
         return [Row(work.file, work.page, error=work.error, form=work.form)]
     rows = []
     reject = reject_index(labels)
-    shares = shares or [1.0] * len(paths)
-    for n, ((x, y, w, h, kind), (cut_notes, _), chosen, share) in enumerate(zip(work.boxes, work.fields, paths, shares), 1):
+    shares = shares or [[1.0] * len(chosen) for chosen in paths]
+    for n, ((x, y, w, h, kind), (cut_notes, _), chosen, sure) in enumerate(zip(work.boxes, work.fields, paths, shares), 1):
         digits, confs, notes, marks = [], [], list(cut_notes), 0
-        for k, slot in enumerate(chosen, 1):
+        for k, (slot, share) in enumerate(zip(chosen, sure), 1):
             for p in probs[slot]:
                 top = int(p.argmax())
                 if top == reject:
@@ -173,11 +173,11 @@ def make_rows(work, probs, paths, labels, min_confidence, shares=None):
                     notes.append(f"{'cell' if kind == 'comb' else 'mark'} {k}: not a digit")
                 else:
                     digits.append(labels[top])
-                    confs.append(float(p[top]))
+                    confs.append(float(p[top]) * share ** (1 / len(slot)))  # the cut's doubt shared by its digits
         # a mark that is no digit (or several digits run together), or ink left out, leaves the value
         # incomplete: no confidence
         incomplete = marks or CUT_NOTE in cut_notes
-        confidence = 0.0 if incomplete else math.prod(confs) * share if confs else 1.0
+        confidence = 0.0 if incomplete else math.prod(confs) if confs else 1.0
         if work.rules and (digits or marks):
             notes += broken_rules("".join(digits), work.rules[n - 1])
         if not digits and not marks:

@@ -179,6 +179,7 @@ def test_a_doubtful_cut_lowers_the_field_confidence():
     (row,) = page([("open", [(edges, aspects, 1)])], probs)
     share = read_slot(edges, aspects, np.array(probs), REJECT)[1]
     assert row.value == "11" and row.confidence == pytest.approx(0.99 * 0.99 * share)
+    assert row.digit_confidences == pytest.approx([0.99 * share**0.5] * 2)  # the cut's doubt, shared
 
 
 def _best_path_by_brute_force(edges, scores):
