@@ -65,6 +65,15 @@ def test_digits_apart_are_one_slot_per_cell():
     assert [len(s.crops) for s in slots] == [1, 1, 1]
 
 
+def test_a_tail_cut_off_by_a_separator_goes_with_its_digit():
+    img = comb_page(20)
+    cv2.ellipse(img, (165, 70), (12, 18), 0, 0, 360, 30, 3)  # a "0" in cell 3 ...
+    cv2.line(img, (154, 78), (128, 95), 30, 3)  # ... with a tail across the separator into cell 2
+    slots = cut(img).slots
+    assert [len(s.crops) for s in slots] == [0, 0, 1]  # the tail is no digit of cell 2
+    assert slots[2].crops[0].shape[1] >= 40  # the "0" (24 px wide) and its tail, put back across the line
+
+
 def test_a_stroke_along_a_dropout_line_survives():
     img = comb_page(185)  # a light, dropout-colour line: ink on it is kept
     cv2.line(img, (140, 52), (140, 90), 30, 4)  # a "1" written right on the separator of cells 2 and 3
