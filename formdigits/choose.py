@@ -18,6 +18,7 @@ ASPECT_SIGMA = 0.5  # spread of log(aspect) around it
 FILL, FILL_SIGMA = 0.8, 0.2  # a digit's ink spans at least ~80 % of its blob's height (log-sd 0.2 below that)
 SPLIT_COST = 1.0  # log-odds against each extra piece: a digit's arm, cut off, reads as a "1"
 SHARPNESS = 4  # path scores are soft (shape priors); sharpened this much, the best reading's share ranks doubtful cuts
+READINGS = 16  # readings (digit strings) weighed per cut point: the heaviest; the rest only count in the total
 SURE = 0.99  # comb cells joined by ink whose own ink each reads this surely are read cell by cell
 
 
@@ -85,7 +86,9 @@ def read_slot(edges, aspects, probs, reject, digits=1):
     it may be: the summed weights, exp(SHARPNESS * score), of all paths that read
     the same digits, as a share of all paths' weights; near 1 when every other way
     of cutting the blob reads far worse, about 1/2 when one reading other digits
-    does as well. When the slot's first reading is sure to win
+    does as well. (At each cut point only the ``READINGS`` heaviest readings so far
+    are followed, all paths still count in the total: a blob with many cuts has
+    exponentially many readings.) When the slot's first reading is sure to win
     (:func:`first_wins`), only its own answers are looked at (share 1).
     """
     if first_wins(edges, aspects, probs, reject, digits):
@@ -93,6 +96,7 @@ def read_slot(edges, aspects, probs, reject, digits=1):
     score = (piece_scores(aspects, probs, reject) + SPLIT_COST).tolist()  # Python floats: a tight loop
     digit = (np.delete(probs, reject, axis=1) if reject >= 0 else probs).argmax(1).tolist()
     best = {0: {0: (0.0, [])}}  # node -> pieces -> (score of the best path from 0 to it, its edges)
+    total = {0: {0: 0.0}}  # node -> pieces -> log of the summed weights of all paths from 0 to it
     mass = {0: {(): 0.0}}  # node -> digits read on the way to it -> log of the summed weights of those paths
     for k in sorted(range(len(edges)), key=lambda k: edges[k]):  # by start node: every path is built in order
         a, b = edges[k]
@@ -100,16 +104,25 @@ def read_slot(edges, aspects, probs, reject, digits=1):
         for n, (s, path) in best.get(a, {}).items():
             if n + 1 not in at or s + score[k] > at[n + 1][0]:
                 at[n + 1] = (s + score[k], path + [k])
-        into = mass.setdefault(b, {})
-        for read, w in mass.get(a, {}).items():
-            key, w = read + (digit[k],), w + SHARPNESS * score[k]
-            into[key] = _logaddexp(into[key], w) if key in into else w
+        w = SHARPNESS * score[k]
+        _add(total.setdefault(b, {}), ((n + 1, t + w) for n, t in total.get(a, {}).items()))
+        if len(mass.get(a, ())) > READINGS:  # (every path into a is in: a blob with many cuts keeps the heaviest)
+            mass[a] = dict(sorted(mass[a].items(), key=lambda r: r[1])[-READINGS:])
+        _add(mass.setdefault(b, {}), ((read + (digit[k],), m + w) for read, m in mass.get(a, {}).items()))
     end = max(b for _, b in edges)
     s, path = max(((s - SPLIT_COST * abs(n - digits), path) for n, (s, path) in best[end].items()), key=lambda e: e[0])
-    weights = {read: w - SHARPNESS * SPLIT_COST * abs(len(read) - digits) for read, w in mass[end].items()}
-    top = max(weights.values())
-    total = top + math.log(sum(math.exp(w - top) for w in weights.values()))
-    return path, math.exp(weights[tuple(digit[k] for k in path)] - total)
+    every = [t - SHARPNESS * SPLIT_COST * abs(n - digits) for n, t in total[end].items()]
+    top = max(every)
+    log_total = top + math.log(sum(math.exp(t - top) for t in every))
+    read = tuple(digit[k] for k in path)
+    mine = mass[end].get(read, -math.inf) - SHARPNESS * SPLIT_COST * abs(len(read) - digits)
+    return path, math.exp(min(0.0, max(mine, SHARPNESS * s) - log_total))  # (at least the best path's own weight)
+
+
+def _add(into, weights):
+    """Add ``(key, log weight)`` pairs into a dict of log weights."""
+    for key, w in weights:
+        into[key] = _logaddexp(into[key], w) if key in into else w
 
 
 def _logaddexp(a, b):
