@@ -11,12 +11,12 @@ every digit is right, if the model is calibrated; a doubtful digit's is the mean
 over it and jittered copies of it, see ``second_look``). Where a blob was cut
 into digits, or comb cells joined by ink were read, the digits' probabilities
 also carry the chance that the cut is right: the reading's share of all ways of
-cutting it (``choose.read_slot``), split evenly among its digits. It is 0 when a mark in it is
-not a digit (mostly digits run together) or when ink crossing its box line could
-not be given to any digit: the value is then likely incomplete. A field is
-``review`` when its confidence is below ``min_confidence``, when a mark in it is
-not a digit, or when ink crossing the box line could not be given to any digit;
-``empty`` when it holds no ink at all.
+cutting it (``choose.read_slot``), split evenly among its digits. It is 0 when
+a mark in it is not a digit (mostly digits run together) or when ink crossing
+its box line could not be given to any digit: the value is then likely
+incomplete. A field is ``review`` when its confidence is below
+``min_confidence``, when a mark in it is not a digit, or when ink crossing the
+box line could not be given to any digit; ``empty`` when it holds no ink at all.
 """
 
 import math

@@ -195,7 +195,7 @@ def _assign(w, box):
         if size[i] == 0:
             continue
         x, y, cw, ch, _ = stats[i]
-        r = w.reach if ch < 0.35 * h else box.line + 4
+        r = w.reach if ch < 0.35 * h else box.line + 4  # a short piece (a tail) reaches across the erased band
         ys, xs = slice(max(0, y - r), y + ch + r), slice(max(0, x - r), x + cw + r)
         mine = labels[ys, xs] == i
         if not (mine & near[ys, xs]).any():

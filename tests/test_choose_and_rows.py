@@ -169,7 +169,7 @@ def test_paths_that_read_the_same_digits_add_up():
     # comb cells joined by ink: each cell alone, or the ink cut at the line, give the same two digits
     edges, aspects = [(0, 25), (25, 50), (0, 50), (0, 26), (26, 50)], full(0.5, 0.5, 1.0, 0.52, 0.48)
     probs = np.array([onehot("1", 0.9), onehot("7", 0.9), onehot("reject", 0.9), onehot("1", 0.9), onehot("7", 0.9)])
-    path, share = read_slot(edges, aspects, probs, REJECT, digits=2)
+    _, share = read_slot(edges, aspects, probs, REJECT, digits=2)
     assert share > 0.99  # not 1/2: both ways read "17"
 
 
