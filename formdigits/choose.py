@@ -22,9 +22,14 @@ READINGS = 16  # readings (digit strings) weighed per cut point: the heaviest; t
 SURE = 0.99  # comb cells joined by ink whose own ink each reads this surely are read cell by cell
 
 
+def _digit_probs(probs, reject):
+    """The probabilities of the digits alone (the "not a digit" column left out)."""
+    return np.delete(probs, reject, axis=1) if reject >= 0 else probs
+
+
 def piece_scores(aspects, probs, reject):
     """Each piece's score: the log-probability of its best digit, less its shape's implausibility and SPLIT_COST."""
-    digit = np.delete(probs, reject, axis=1) if reject >= 0 else probs
+    digit = _digit_probs(probs, reject)
     d = digit.argmax(1)
     aspect, fill = np.asarray(aspects, float).reshape(len(probs), -1).T
     shape = np.log(aspect / ASPECT[d]) ** 2 / (2 * ASPECT_SIGMA**2)
@@ -94,7 +99,7 @@ def read_slot(edges, aspects, probs, reject, digits=1):
     if first_wins(edges, aspects, probs, reject, digits):
         return first_path(edges, digits) or [0], 1.0
     score = (piece_scores(aspects, probs, reject) + SPLIT_COST).tolist()  # Python floats: a tight loop
-    digit = (np.delete(probs, reject, axis=1) if reject >= 0 else probs).argmax(1).tolist()
+    digit = _digit_probs(probs, reject).argmax(1).tolist()
     best = {0: {0: (0.0, [])}}  # node -> pieces -> (score of the best path from 0 to it, its edges)
     total = {0: {0: 0.0}}  # node -> pieces -> log of the summed weights of all paths from 0 to it
     mass = {0: {(): 0.0}}  # node -> digits read on the way to it -> log of the summed weights of those paths

@@ -347,4 +347,3 @@ def _analyze_dark(dark):
         mask = contours = None  # the lines moved: found again on the straightened page
     boxes, level = find_boxes(dark, mask, contours)
     return Layout(dark, matrix, angle, boxes, level)
-

@@ -13,7 +13,7 @@ import torch
 from .. import pages
 from ..classifier import LABELS, REJECT
 from ..errors import DataError
-from ..preprocess import DEFAULT_PARAMS, preprocess
+from ..preprocess import DEFAULT_PARAMS, preprocess, preprocess_batch
 from . import augment
 
 REJECT_INDEX = LABELS.index(REJECT)
@@ -83,5 +83,4 @@ class TrainingSet(torch.utils.data.Dataset):
 
 def as_tensors(crops, labels):
     """Preprocess clean crops into ``(x, y)`` tensors (validation and test sets)."""
-    x = np.stack([preprocess(c, DEFAULT_PARAMS) for c in crops])[:, None]
-    return torch.from_numpy(x), torch.tensor(np.asarray(labels), dtype=torch.long)
+    return torch.from_numpy(preprocess_batch(crops, DEFAULT_PARAMS)), torch.tensor(np.asarray(labels), dtype=torch.long)
