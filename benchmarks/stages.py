@@ -28,7 +28,16 @@ from formdigits.layout import _skew, darkness, find_boxes
 from formdigits.output import RowWriter
 from formdigits.pages import count_pages, read_page
 from formdigits.pipeline import _PageWork, expand_paths
-from formdigits.recognize import ORIENTATION_SAMPLE, Inputs, choose_paths, classify, make_rows, second_look, upside_down
+from formdigits.recognize import (
+    ORIENTATION_SAMPLE,
+    Inputs,
+    choose_paths,
+    classify,
+    make_rows,
+    read_marks,
+    second_look,
+    upside_down,
+)
 from formdigits.segment import cut_field, ink_image, line_ink
 
 
@@ -77,6 +86,7 @@ def main():
         samples = [firsts[[len(s.crops) > 0 for c in cuts for s in c.slots]][:ORIENTATION_SAMPLE]]
         probs = timed("inference", classify, clf, x, [work])
         paths, shares = timed("rows", choose_paths, work, probs, reject)
+        probs, ((paths, shares),) = timed("marks", read_marks, clf, x, [work], probs, [(paths, shares)])
         final = timed("inference", second_look, clf, x, probs, paths)
         timed("inference", upside_down, clf, probs, x, samples)
         rows = timed("rows", make_rows, work, final, paths, clf.labels, 0.9, shares)

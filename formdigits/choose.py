@@ -18,6 +18,7 @@ ASPECT_SIGMA = 0.5  # spread of log(aspect) around it
 FILL, FILL_SIGMA = 0.8, 0.2  # a digit's ink spans at least ~80 % of its blob's height (log-sd 0.2 below that)
 SPLIT_COST = 1.0  # log-odds against each extra piece: a digit's arm, cut off, reads as a "1"
 SHARPNESS = 4  # path scores are soft (shape priors); sharpened this much, the best reading's share ranks doubtful cuts
+LEAST = 0.01  # an all-digit reading this much less likely than a mark that is no digit is not taken instead
 READINGS = 16  # readings (digit strings) weighed per cut point: the heaviest; the rest only count in the total
 SURE = 0.99  # comb cells joined by ink whose own ink each reads this surely are read cell by cell
 
@@ -52,7 +53,8 @@ def first_wins(edges, aspects, probs, reject, digits=1):
 
     Then the slot's other crops need not be classified. A blob expected to hold
     one digit: every piece scores at most -SPLIT_COST, so any cut scores at most
-    -2 * SPLIT_COST, and a whole reading that scores more wins (exact). Comb
+    -2 * SPLIT_COST, and a whole reading that scores more wins (exact), unless
+    it reads as no digit at all (then all-digit readings are looked for). Comb
     cells joined by ink: when each cell's ink alone reads as a digit at least
     ``SURE``-ly, that reading is taken (on the tuning sets the full search read
     such slots differently 3 times in 314, for 28 % of all classifications).
@@ -65,7 +67,7 @@ def first_wins(edges, aspects, probs, reject, digits=1):
     if digits == 1:
         if aspects[0][0] < NARROW and probs[0].argmax() != reject:
             return True  # a narrow blob that reads as a digit is one (its cuts are for digits run together)
-        return bool(piece_scores(aspects[:1], probs[:1], reject)[0] > -2 * SPLIT_COST)
+        return bool(piece_scores(aspects[:1], probs[:1], reject)[0] > -2 * SPLIT_COST and probs[0].argmax() != reject)
     p = np.asarray(probs)[path]
     return bool((p.max(1) >= SURE).all() and (p.argmax(1) != reject).all())
 
@@ -98,7 +100,28 @@ def read_slot(edges, aspects, probs, reject, digits=1):
     """
     if first_wins(edges, aspects, probs, reject, digits):
         return first_path(edges, digits) or [0], 1.0
-    score = (piece_scores(aspects, probs, reject) + SPLIT_COST).tolist()  # Python floats: a tight loop
+    score = (piece_scores(aspects, probs, reject) + SPLIT_COST).tolist()
+    return _read(edges, score, score, probs, reject, digits)
+
+
+def read_digits(edges, aspects, probs, reject, digits=1, least=LEAST):
+    """The likeliest way to read a slot in digits only, ``(path, share)`` as from :func:`read_slot`, or None.
+
+    For a slot whose best reading holds a mark that is no digit (digits run
+    together that no cut parts): the best path whose pieces all read as digits,
+    its share weighed against every way of reading the slot, marks included. None
+    when there is no such path or its share is below ``least``: a reading far
+    less likely than the mark, worse than leaving the mark for a person.
+    """
+    score = piece_scores(aspects, probs, reject) + SPLIT_COST
+    mark = np.asarray(probs).argmax(1) == reject
+    path, share = _read(edges, np.where(mark, -1e6, score).tolist(), score.tolist(), probs, reject, digits)
+    return None if mark[path].any() or share < least else (path, share)
+
+
+def _read(edges, score, weight, probs, reject, digits):
+    """:func:`read_slot`'s search: the best path by the edges' ``score``, its reading's share by their ``weight``
+    (Python floats: a tight loop)."""
     digit = _digit_probs(probs, reject).argmax(1).tolist()
     best = {0: {0: (0.0, [])}}  # node -> pieces -> (score of the best path from 0 to it, its edges)
     total = {0: {0: 0.0}}  # node -> pieces -> log of the summed weights of all paths from 0 to it
@@ -109,13 +132,14 @@ def read_slot(edges, aspects, probs, reject, digits=1):
         for n, (s, path) in best.get(a, {}).items():
             if n + 1 not in at or s + score[k] > at[n + 1][0]:
                 at[n + 1] = (s + score[k], path + [k])
-        w = SHARPNESS * score[k]
+        w = SHARPNESS * weight[k]
         _add(total.setdefault(b, {}), ((n + 1, t + w) for n, t in total.get(a, {}).items()))
         if len(mass.get(a, ())) > READINGS:  # (every path into a is in: a blob with many cuts keeps the heaviest)
             mass[a] = dict(sorted(mass[a].items(), key=lambda r: r[1])[-READINGS:])
         _add(mass.setdefault(b, {}), ((read + (digit[k],), m + w) for read, m in mass.get(a, {}).items()))
     end = max(b for _, b in edges)
-    s, path = max(((s - SPLIT_COST * abs(n - digits), path) for n, (s, path) in best[end].items()), key=lambda e: e[0])
+    _, path = max(((s - SPLIT_COST * abs(n - digits), path) for n, (s, path) in best[end].items()), key=lambda e: e[0])
+    s = sum(weight[k] for k in path) - SPLIT_COST * abs(len(path) - digits)  # its weight (= its score in read_slot)
     every = [t - SHARPNESS * SPLIT_COST * abs(n - digits) for n, t in total[end].items()]
     top = max(every)
     log_total = top + math.log(sum(math.exp(t - top) for t in every))

@@ -23,11 +23,11 @@ import math
 
 import numpy as np
 
-from .choose import first_path, first_wins, read_slot
+from .choose import first_path, first_wins, read_digits, read_slot
 from .classifier import REJECT, reject_index
 from .output import Row
 from .preprocess import preprocess
-from .segment import CUT_NOTE
+from .segment import CUT_NOTE, piece_shape, stroke_pieces
 from .template import broken_rules
 
 
@@ -42,10 +42,11 @@ class Inputs:
         self._x = self._ready = None
 
     def add(self, crops):
-        """Append a page's crops (before any is asked for); returns the index of its first."""
-        if self._x is not None:
-            raise RuntimeError("crops added after inputs were taken")
+        """Append crops (a page's, or more ways to cut a blob); returns the index of the first."""
         self.crops.extend(crops)
+        if self._x is not None:
+            self._x = np.concatenate([self._x, np.zeros((len(crops), *self._x.shape[1:]), np.float32)])
+            self._ready = np.concatenate([self._ready, np.zeros(len(crops), bool)])
         return len(self.crops) - len(crops)
 
     def __len__(self):
@@ -138,6 +139,43 @@ def choose_paths(work, probs, reject):
     return out, shares
 
 
+def read_marks(clf, x, works, probs, chosen):
+    """Slots read with a mark that is no digit, read again in digits only, a "1" split off too where one is.
+
+    Digits run together that no upright cut parts read as a mark that is no
+    digit; often it is a "1" touching or crossing its neighbour. For such slots
+    (about one in 300) the whole blob is also offered cut along straight strokes
+    near its ends (:func:`~formdigits.segment.stroke_pieces`): those crops are
+    appended to ``x`` and classified in one batch; then the slot's likeliest
+    reading in digits only is taken, if it is likely enough
+    (:func:`~formdigits.choose.read_digits`). Returns ``probs`` (extended to the
+    new crops) and ``chosen`` (changed in place), as from :func:`choose_paths`.
+    """
+    reject = reject_index(clf.labels)
+    todo = []
+    for work, (paths, shares) in zip(works, chosen):
+        j = work.first_crop
+        for f, (_, slots) in enumerate(work.fields):
+            for s, (edges, aspects, digits) in enumerate(slots):
+                if paths[f][s] and (probs[paths[f][s]].argmax(1) == reject).any():
+                    end = max(b for _, b in edges)
+                    whole = edges.index((0, end)) if (0, end) in edges else None
+                    extra = [] if whole is None else stroke_pieces(x.crops[j + whole], sorted({n for e in edges for n in e}))
+                    start = x.add([c for _, _, c in extra])
+                    todo.append((paths, shares, f, s, j, edges, aspects, digits, extra, start))
+                j += len(edges)
+    if len(x) > len(probs):
+        new = np.arange(len(probs), len(x))
+        probs = np.concatenate([probs, clf.predict(x[new])])
+    for paths, shares, f, s, j, edges, aspects, digits, extra, start in todo:
+        index = list(range(j, j + len(edges))) + list(range(start, start + len(extra)))
+        more = edges + [(a, b) for a, b, _ in extra], aspects + [piece_shape(c) for _, _, c in extra]
+        found = read_digits(*more, probs[index], reject, digits)
+        if found:
+            paths[f][s], shares[f][s] = [index[k] for k in found[0]], found[1]
+    return probs, chosen
+
+
 DOUBT = 0.99  # a chosen digit read with less than this probability gets a second look
 
 
@@ -202,6 +240,8 @@ def read(clf, x, works, min_confidence):
     probs = classify(clf, x, works) if len(x) else None
     reject = reject_index(clf.labels)
     chosen = [choose_paths(work, probs, reject) for work in works]
+    if len(x):
+        probs, chosen = read_marks(clf, x, works, probs, chosen)
     final = second_look(clf, x, probs, [f for page, _ in chosen for f in page]) if len(x) else None
     for work, (page, shares) in zip(works, chosen):
         work.rows = make_rows(work, final, page, clf.labels, min_confidence, shares)

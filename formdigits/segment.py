@@ -24,6 +24,10 @@ MIN_PIECE, MAX_PIECE = 0.12, 1.4  # the narrowest and widest piece that may be o
 NARROW = 0.75  # a blob narrower than this (width / height) is one digit, unless it reads as no digit at all
 STROKE = 0.3  # a blob narrower than this is one stroke: never cut
 SPECK_INK, SPECK_HEIGHT = 0.2, 0.6  # an open field's blob under these shares of the typical blob's ink and height
+# a "1" touching or crossing its neighbour: a straight stroke along most of the blob's height near one of its ends
+ONE_SLANTS = np.linspace(-0.5, 0.5, 11)  # its lean, x per y
+ONE_LENGTH, ONE_END = 0.8, 0.4  # rows of the blob it runs through; how near the end (share of the blob's width)
+ONE_REST = 0.25  # the rest of the blob holds at least this share of its ink
 
 
 @dataclass
@@ -35,7 +39,9 @@ class Slot:
     the end is one way to cut the blob into digits: whole, cut at its weakest
     columns, or one crop per comb cell. The classifier's answers choose the
     likeliest path (recognition-guided segmentation, see ``choose.best_path``).
-    An empty comb cell has no edges.
+    An empty comb cell has no edges. (A blob read as no digit may later be
+    offered a "1" split off along its stroke: edges through nodes inside its
+    first or last column, see :func:`stroke_pieces`.)
     """
 
     edges: list = field(default_factory=list)  # (x0, x1) per crop, x0 < x1; the first: a cell's ink or the whole blob
@@ -68,10 +74,10 @@ class FieldCut:
     def shapes(self):
         """Per slot, its edges, each crop's (width/height, height of its ink/height) and its expected
         number of digits: what choosing a path needs besides the classifier."""
-        return [(s.edges, [_shape(c) for c in s.crops], s.digits) for s in self.slots]
+        return [(s.edges, [piece_shape(c) for c in s.crops], s.digits) for s in self.slots]
 
 
-def _shape(crop):
+def piece_shape(crop):
     _, _, _, ink_h = cv2.boundingRect(crop)  # of the ink (nonzero pixels); 0 for a blank crop
     h = max(crop.shape[0], 1)
     return crop.shape[1] / h, ink_h / h
@@ -344,6 +350,112 @@ def _lattice(crop, height, min_width=STROKE, slot=None):
             if b - a >= max(2, MIN_PIECE * height) and piece.any():
                 slot.add(a, b, piece)
     return slot
+
+
+def stroke_pieces(crop, nodes):
+    """Another way to cut a blob whose reading held a mark that is no digit: a "1" touching or crossing
+    its neighbour, split off along its stroke (see :func:`_strokes`), which no upright cut parts.
+
+    ``crop`` is the whole blob, ``nodes`` the columns where it may be cut (its
+    slot's nodes). Returns ``(x0, x1, piece)`` edges to add to its slot: for a
+    "1" at the left end, the "1" from 0 to a node inside column 0 (0.25, 0.5:
+    one per stroke found), and the rest of the ink from there to each cut
+    (the "1" left out of it); at the right end, the same mirrored (nodes
+    inside the last column).
+    """
+    h, w = crop.shape
+    wide = max(2, MIN_PIECE * h)
+    out = []
+    ink = crop >= max(1, int(crop.max()) // 4)
+    for k, (left, band, x0, x1) in enumerate(_strokes(crop)):
+        if (ink & ~band).sum() < ONE_REST * ink.sum():
+            continue  # scraps of the stroke's own edges, not another digit
+        one, rest = _trim(np.where(band, crop, 0)), np.where(band, 0, crop)
+        if left:
+            v = (k + 1) / 4
+            pieces = [(v, b, _trim(rest[:, :b])) for b in nodes if b - x1 >= wide and b <= MAX_PIECE * h]
+            stroke = (0, v, one)
+        else:
+            v = w - (k + 1) / 4
+            pieces = [(a, v, _trim(rest[:, a:])) for a in nodes if x0 - a >= wide and w - a <= MAX_PIECE * h]
+            stroke = (v, w, one)
+        pieces = [p for p in pieces if p[2].any()]
+        if pieces and one.any():
+            out += [stroke] + pieces
+    return out
+
+
+def _strokes(crop, most=2):
+    """Straight strokes near either end of a blob that run through most of its rows: a "1" touching or
+    crossing its neighbour, which no upright cut parts.
+
+    Each line ``x = c + slant * (y - middle)`` (slants in ``ONE_SLANTS``) is scored
+    by the rows in which it meets ink (a pixel either side allowed); per end,
+    the ``most`` best lines meeting ink in ``ONE_LENGTH`` of the rows, their
+    centre within ``ONE_END`` of the blob's width from that end. Returns
+    ``(left, band, x0, x1)`` for each: the pixels within the stroke's width of
+    the line, over the rows it runs through, and the columns they span.
+    """
+    h, w = crop.shape
+    ink = crop >= max(1, int(crop.max()) // 4)
+    ys, xs = np.nonzero(ink)
+    if h < 8 or not len(ys):
+        return []
+    mid, pad = (h - 1) / 2, int(ONE_SLANTS.max() * h / 2) + 2
+    n, span = len(ONE_SLANTS), w + 2 * pad
+    col = np.rint(xs - ONE_SLANTS[:, None] * (ys - mid)).astype(int) + pad  # (slant, pixel): the line's column
+    hit = np.zeros((n, span, h), bool)
+    hit[np.arange(n)[:, None], col, ys] = True
+    near = hit.copy()
+    near[:, 1:-1] |= hit[:, :-2] | hit[:, 2:]
+    rows = near.sum(2)  # rows in which each line meets ink
+    centre = np.arange(span) - pad
+    out = []
+    for left in (True, False):
+        at_end = (centre >= 0) & (centre < ONE_END * w) if left else (centre > (1 - ONE_END) * w) & (centre < w)
+        score = np.where(at_end, rows, 0)
+        taken = []
+        while len(taken) < most:
+            s, c = np.unravel_index(int(np.argmax(score)), score.shape)
+            if score[s, c] < ONE_LENGTH * h:
+                break
+            score[:, max(0, c - 3) : c + 4] = 0  # the same stroke at other slants (its middle moves little)
+            band = _band(hit[s], c, ONE_SLANTS[s], pad, mid, crop.shape)
+            if band is not None and not any((band & t).sum() > 0.5 * band.sum() for t in taken):
+                taken.append(band)
+                cols = np.flatnonzero(band.any(0))
+                out.append((left, band, int(cols[0]), int(cols[-1]) + 1))
+    return out
+
+
+def _band(hit, c, slant, pad, mid, shape):
+    """The pixels of the stroke along line ``c`` of ``hit`` (columns x rows, sheared by ``slant``): within
+    half its typical width (in the rows it meets ink) of its middle."""
+    rows = np.flatnonzero(hit[c - 1 : c + 2].any(0))
+    if not len(rows):
+        return None
+    runs = hit[:, rows]
+    at = np.where(runs[c], c, np.where(runs[c - 1], c - 1, c + 1))  # the line's pixel in each row
+    cols = np.arange(len(hit))[:, None]
+    gap = ~runs  # the first paper either side of it
+    lo = np.where(gap & (cols < at), cols, -1).max(0) + 1
+    hi = np.where(gap & (cols > at), cols, len(hit)).min(0) - 1
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    line = float(np.median((lo + hi) / 2)) - pad + slant * (yy - mid)
+    band = (np.abs(xx - line) <= float(np.median(hi - lo + 1)) / 2 + 1) & (yy >= rows[0] - 1) & (yy <= rows[-1] + 1)
+    return band if band.any() else None
+
+
+def _trim(crop):
+    """A piece's ink without specks (under a tenth of its largest blob) and without the empty columns either side."""
+    ink = (crop >= max(1, int(crop.max()) // 4)).view(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    if n > 2:
+        keep = stats[:, cv2.CC_STAT_AREA] >= 0.1 * stats[1:, cv2.CC_STAT_AREA].max()
+        keep[0] = False
+        crop = np.where(keep[labels] | (labels == 0), crop, 0).astype(np.uint8)  # (faint edges stay)
+    cols = np.flatnonzero((crop >= max(1, int(crop.max()) // 4)).any(0)) if crop.any() else []
+    return crop[:, cols[0] : cols[-1] + 1] if len(cols) else crop[:, :0]
 
 
 def cut_open(ink, box, line_level=255):

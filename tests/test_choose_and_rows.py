@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from formdigits.choose import NARROW, SHARPNESS, best_path, first_path, first_wins, piece_scores, read_slot
+from formdigits.choose import NARROW, SHARPNESS, best_path, first_path, first_wins, piece_scores, read_digits, read_slot
 from formdigits.pipeline import _PageWork
 from formdigits.recognize import DOUBT, choose_paths, make_rows, second_look
 from formdigits.segment import CUT_NOTE
@@ -125,7 +125,7 @@ def test_skipping_the_cuts_of_a_clear_whole_never_changes_the_choice():
     # the shortcut in best_path (whole blob clear enough: its cuts are not even classified) against the full search
     rng = np.random.default_rng(0)
     edges = [(0, 60), (0, 20), (0, 35), (20, 35), (20, 60), (35, 60)]
-    shortcuts = 0
+    shortcuts = rescued = 0
     for _ in range(2000):
         probs = rng.dirichlet(np.full(len(LABELS), 0.05), size=len(edges)).astype(np.float32)
         aspects = [(float(rng.uniform(0.3, 1.6)), float(rng.uniform(0.5, 1.0))) for _ in edges]
@@ -134,7 +134,14 @@ def test_skipping_the_cuts_of_a_clear_whole_never_changes_the_choice():
         full = _best_path_by_brute_force(edges, scores)
         assert best_path(edges, aspects, probs, REJECT) == full
         shortcuts += first_wins(edges, aspects, probs, REJECT)
+        mark = probs.argmax(1) == REJECT
+        if not mark.all():  # the best reading in digits only, when there is one likely enough
+            digits_only = _best_path_by_brute_force(edges, np.where(mark, -1e6, scores))
+            found = read_digits(edges, aspects, probs, REJECT, least=0)
+            assert found[0] == digits_only if not mark[digits_only].any() else found is None
+            rescued += found is not None and found[0] != full
     assert shortcuts > 100  # the shortcut was taken often enough to be tested
+    assert rescued > 100  # and the digits-only reading differed often enough
 
 
 def test_a_narrow_blob_is_cut_only_when_it_reads_as_no_digit():
@@ -243,5 +250,44 @@ def test_crops_are_preprocessed_only_when_asked_for(monkeypatch):
     assert len(made) == 2  # crops 0 and 2, once each
     np.testing.assert_array_equal(x[[0, 3]], preprocess_batch([crops[0], crops[3]]))
     assert len(made) == 3
-    with pytest.raises(RuntimeError):
-        x.add(crops)
+    assert x.add(crops[1:2]) == 4 and len(x) == 5  # more ways to cut a blob, after some were taken
+    np.testing.assert_array_equal(x[[4, 0]], preprocess_batch([crops[1], crops[0]]))
+    assert len(made) == 4
+
+
+class _Lookup:
+    """A classifier stand-in that knows some network inputs by heart; anything else is no digit."""
+
+    labels = LABELS
+
+    def __init__(self, known):
+        self.known = {x.tobytes(): label for x, label in known}
+
+    def predict(self, x):
+        return np.array([onehot(self.known.get(i.tobytes(), "reject"), 0.98) for i in x])
+
+
+def test_a_mark_that_is_no_digit_is_read_again_with_a_one_split_off():
+    import cv2
+
+    from formdigits.preprocess import DEFAULT_PARAMS, preprocess
+    from formdigits.recognize import Inputs, read_marks
+    from formdigits.segment import piece_shape, stroke_pieces
+
+    blob = np.zeros((60, 50), np.uint8)  # a "1" leaning right, written across the left side of a "0"
+    cv2.ellipse(blob, (30, 30), (13, 26), 0, 0, 360, 255, 4)
+    cv2.line(blob, (21, 1), (12, 58), 255, 4)
+    edges, crops = [(0, 50), (0, 25), (25, 50)], [blob, blob[:, :25], blob[:, 25:]]  # whole, or cut upright
+    (_, _, one), (_, _, rest) = stroke_pieces(blob, [0, 25, 50])[:2]
+    clf = _Lookup([(preprocess(one), "1"), (preprocess(rest), "0")])  # each read so only when split off
+    work = _PageWork("f.png", 1, boxes=[(0, 0, 60, 60, "open")])
+    work.fields = [([], [(edges, [piece_shape(c) for c in crops], 1)])]
+    x = Inputs(DEFAULT_PARAMS, crops)
+    probs = clf.predict(x[[0, 1, 2]])
+    chosen = [choose_paths(work, probs, LABELS.index("reject"))]
+    (before,) = make_rows(work, probs, chosen[0][0], LABELS, 0.9, chosen[0][1])
+    assert before.value == "" and before.status == "review"  # the blob is no digit, whole or cut upright
+    probs, chosen = read_marks(clf, x, [work], probs, chosen)
+    assert len(x) > 3 and len(probs) == len(x)  # the split pieces were added and read
+    (row,) = make_rows(work, probs, chosen[0][0], LABELS, 0.9, chosen[0][1])
+    assert row.value == "10" and row.confidence > 0.9 and row.status == "ok"

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 
 from formdigits.layout import analyze
-from formdigits.segment import MIN_PIECE, cut_field, ink_image, line_ink
+from formdigits.segment import MIN_PIECE, _strokes, cut_field, ink_image, line_ink, stroke_pieces
 
 
 def comb_page(line_grey, half=False, cells=3):
@@ -132,3 +132,25 @@ def test_a_speck_beside_the_digits_of_an_open_field_is_dropped():
     assert len(slots) == 3  # the three "0"s: the sliver is not a slot
     assert [s.edges[0] for s in slots] == [(0, s.crops[0].shape[1]) for s in slots]  # each read whole first
     assert all(s.crops[0].shape[0] >= 36 for s in slots)
+
+
+def one_crossing_a_ring():
+    """Ink of a "1" leaning right, written across the left side of a "0": no upright cut parts them."""
+    ring, one = np.zeros((60, 50), np.uint8), np.zeros((60, 50), np.uint8)
+    cv2.ellipse(ring, (30, 30), (13, 26), 0, 0, 360, 255, 4)
+    cv2.line(one, (21, 1), (12, 58), 255, 4)
+    return ring, one
+
+
+def test_a_one_crossing_its_neighbour_is_split_off_along_its_stroke():
+    ring, one = one_crossing_a_ring()
+    blob = np.maximum(ring, one)
+    ((_, band, _, _),) = [s for s in _strokes(blob) if s[0]]
+    assert (band & (one > 0)).sum() >= 0.95 * (one > 0).sum()  # all of the "1"
+    assert (band & (ring > 0) & (one == 0)).sum() <= 0.1 * (ring > 0).sum()  # little of the "0"
+    ((a, v, stroke), (v2, b, rest)) = stroke_pieces(blob, [0, 50])
+    assert (a, v, v2, b) == (0, 0.25, 0.25, 50)  # the "1", then the rest, through a node inside column 0
+    assert width(stroke) <= 16 and stroke.shape[0] == 60
+    assert 28 <= width(rest) <= 32  # the "0": as wide as it is, with the "1" left out
+    assert stroke_pieces(ring, [0, 50]) == []  # a curve is no straight stroke
+    assert stroke_pieces(one, [0, 50]) == []  # a "1" alone leaves nothing to split it from
