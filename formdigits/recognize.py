@@ -3,7 +3,9 @@
 The crops of a batch of pages (:class:`Inputs`) are preprocessed when first
 needed: each slot's first reading is classified, its other cuts only when that
 reading is not sure to win (``classify``); the best path through every slot is
-chosen (``choose_paths``); doubtful digits get a second look (``second_look``);
+chosen (``choose_paths``); slots read with a mark that is no digit are read
+again, a "1" split off along its stroke, in digits only (``read_marks``);
+doubtful digits get a second look (``second_look``);
 the pages' rows are made (``make_rows``). ``read`` does all of it.
 
 Field confidence is the product of its digits' probabilities (the chance that
@@ -158,9 +160,9 @@ def read_marks(clf, x, works, probs, chosen):
         for f, (_, slots) in enumerate(work.fields):
             for s, (edges, aspects, digits) in enumerate(slots):
                 if paths[f][s] and (probs[paths[f][s]].argmax(1) == reject).any():
-                    end = max(b for _, b in edges)
-                    whole = edges.index((0, end)) if (0, end) in edges else None
-                    extra = [] if whole is None else stroke_pieces(x.crops[j + whole], sorted({n for e in edges for n in e}))
+                    whole = (0, max(b for _, b in edges))  # the blob read whole (comb cells joined by ink: all)
+                    nodes = sorted({n for e in edges for n in e})
+                    extra = stroke_pieces(x.crops[j + edges.index(whole)], nodes) if whole in edges else []
                     start = x.add([c for _, _, c in extra])
                     todo.append((paths, shares, f, s, j, edges, aspects, digits, extra, start))
                 j += len(edges)
