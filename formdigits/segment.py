@@ -24,6 +24,8 @@ MIN_PIECE, MAX_PIECE = 0.12, 1.4  # the narrowest and widest piece that may be o
 NARROW = 0.75  # a blob narrower than this (width / height) is one digit, unless it reads as no digit at all
 STROKE = 0.3  # a blob narrower than this is one stroke: never cut
 SPECK_INK, SPECK_HEIGHT = 0.2, 0.6  # an open field's blob under these shares of the typical blob's ink and height
+# specks and scraps (under DOT_INK x height^2 of ink) in a row: how many, how close, how tall (x height): a broken stroke
+DOTS, DOT_INK, DOT_GAP, DOTTED = 3, 0.03, 0.08, 0.35
 # a "1" touching or crossing its neighbour: a straight stroke along most of the blob's height near one of its ends
 ONE_SLANTS = np.linspace(-0.5, 0.5, 11)  # its lean, x per y
 ONE_LENGTH, ONE_END = 0.8, 0.4  # rows of the blob it runs through; how near the end (share of the blob's width)
@@ -178,7 +180,9 @@ def _assign(w, box):
     A blob belongs to the cell holding its centre of mass; a piece cut off by
     a box line (it touches the erased line, and a blob at least twice its size on
     the other side does too, within the line's width) goes with that blob.
-    Blobs outside the box that join nothing inside are dropped, and so are specks.
+    Blobs outside the box that join nothing inside are dropped, and so are specks,
+    unless several line up into a stroke: a faint digit that a bitonal scan broke
+    into dots is one blob (see :func:`_dotted`).
     """
     h = box.h
     # BBDT: 3x faster than the default algorithm when statistics are wanted, on windows this size
@@ -186,7 +190,12 @@ def _assign(w, box):
     w.labels, w.stats = labels, stats
     cell = np.full(n, -1)
     size = np.zeros(n)
+    specks = []  # specks and scraps inside the box, off its lines (where they leave scraps of their own)
     for i, (x, y, cw, ch, area) in enumerate(stats.tolist()[1:], 1):  # Python ints: a tight loop
+        if area < DOT_INK * h * h:
+            sx, sy = x + cw / 2, y + ch / 2
+            if w.top + w.reach < sy < w.bottom - w.reach and min(abs(sx - e) for e in w.edges) > w.reach:
+                specks.append(i)
         if max(cw, ch) < 0.12 * h or area < 0.003 * h * h:
             continue  # speck
         thin_along_a_line = min(cw, ch) <= box.line + 3 and max(cw, ch) >= 4 * min(cw, ch) and _on_a_line(w, x, y, cw, ch)
@@ -196,6 +205,17 @@ def _assign(w, box):
         cx, cy = cents[i]
         if w.edges[0] < cx < w.edges[-1] and w.top < cy < w.bottom:
             cell[i] = int(np.searchsorted(w.edges, cx)) - 1
+    for dots in _dotted(labels, stats, specks, h):  # a faint digit that a bitonal scan broke into dots: one blob
+        x0, y0 = stats[dots, :2].min(0)
+        x1, y1 = (stats[dots, :2] + stats[dots, 2:4]).max(0)
+        first = dots[0]
+        part = labels[y0:y1, x0:x1]
+        part[np.isin(part, dots)] = first
+        stats[first] = (x0, y0, x1 - x0, y1 - y0, stats[dots, 4].sum())
+        size[dots] = 0
+        size[first] = stats[first, 4]
+        cell[dots] = -1
+        cell[first] = int(np.searchsorted(w.edges, (x0 + x1) / 2)) - 1
     near = cv2.dilate(w.band.view(np.uint8), np.ones((3, 3), np.uint8)) > 0
     for i in np.argsort(size):  # small pieces first
         if size[i] == 0:
@@ -215,6 +235,27 @@ def _assign(w, box):
         elif cell[i] < 0 and size[i] >= 0.02 * h * h:
             w.cut = True  # ink that crosses the box line and belongs to nothing inside
     return cell
+
+
+def _dotted(labels, stats, specks, h):
+    """Groups of specks (inside the box) that line up into a stroke: at least ``DOTS`` of them, each
+    within ``DOT_GAP`` x height of the next, spanning ``DOTTED`` x height or more. Yields label arrays."""
+    if len(specks) < DOTS:
+        return
+    specks = np.asarray(specks)
+    s = stats[specks]
+    y0, y1 = int(s[:, 1].min()), int((s[:, 1] + s[:, 3]).max())
+    x0, x1 = int(s[:, 0].min()), int((s[:, 0] + s[:, 2]).max())
+    mine = np.zeros(len(stats), bool)
+    mine[specks] = True
+    dots = mine[labels[y0:y1, x0:x1]]
+    r = max(1, int(DOT_GAP * h))
+    _, groups = cv2.connectedComponents(cv2.dilate(dots.view(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)))
+    sub = labels[y0:y1, x0:x1]
+    for g in range(1, int(groups.max()) + 1):
+        ids = np.unique(sub[dots & (groups == g)])
+        if len(ids) >= DOTS and _height(stats, ids) >= DOTTED * h:
+            yield ids
 
 
 def _height(stats, ids):

@@ -154,3 +154,14 @@ def test_a_one_crossing_its_neighbour_is_split_off_along_its_stroke():
     assert 28 <= width(rest) <= 32  # the "0": as wide as it is, with the "1" left out
     assert stroke_pieces(ring, [0, 50]) == []  # a curve is no straight stroke
     assert stroke_pieces(one, [0, 50]) == []  # a "1" alone leaves nothing to split it from
+
+
+def test_a_digit_broken_into_dots_is_read_as_one_but_stray_specks_are_not():
+    img = comb_page(20)
+    for y in (52, 59, 66, 73):  # a faint "1" that a bitonal scan left as four specks, in the middle cell
+        img[y : y + 3, 114:117] = 30
+    img[55:58, 160:163] = img[75:78, 170:173] = 30  # two stray specks in the last cell
+    slots = cut(img).slots
+    assert [len(s.crops) for s in slots] == [0, 1, 0]
+    (dots,) = slots[1].crops
+    assert dots.shape[0] >= 24 and int((dots > 0).sum()) >= 4 * 9  # all four specks, one crop
