@@ -399,7 +399,7 @@ def stroke_pieces(crop, nodes):
 
     ``crop`` is the whole blob, ``nodes`` the columns where it may be cut (its
     slot's nodes). Returns ``(x0, x1, piece)`` edges to add to its slot: for a
-    "1" at the left end, the "1" from 0 to a node inside column 0 (0.25, 0.5:
+    "1" at the left end, the "1" from 0 to a node inside column 0 (0.2, 0.4:
     one per stroke found), and the rest of the ink from there to each cut
     (the "1" left out of it); at the right end, the same mirrored (nodes
     inside the last column).
@@ -408,16 +408,18 @@ def stroke_pieces(crop, nodes):
     wide = max(2, MIN_PIECE * h)
     out = []
     ink = crop >= max(1, int(crop.max()) // 4)
-    for k, (left, band, x0, x1) in enumerate(_strokes(crop)):
+    found = _strokes(crop)
+    for k, (left, band, x0, x1) in enumerate(found):
         if (ink & ~band).sum() < ONE_REST * ink.sum():
             continue  # scraps of the stroke's own edges, not another digit
         one, rest = _trim(np.where(band, crop, 0)), np.where(band, 0, crop)
+        k = sum(f[0] == left for f in found[:k])  # its place among the strokes at its end: its own node
         if left:
-            v = (k + 1) / 4
+            v = (k + 1) / 5
             pieces = [(v, b, _trim(rest[:, :b])) for b in nodes if b - x1 >= wide and b <= MAX_PIECE * h]
             stroke = (0, v, one)
         else:
-            v = w - (k + 1) / 4
+            v = w - (k + 1) / 5
             pieces = [(a, v, _trim(rest[:, a:])) for a in nodes if x0 - a >= wide and w - a <= MAX_PIECE * h]
             stroke = (v, w, one)
         pieces = [p for p in pieces if p[2].any()]

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of the reader and the box finder: only clean errors, never a crash.
+"""Property-based fuzzing of the reader, the box finder and the cutter: only clean errors, never a crash.
 
 Deterministic (``derandomize``): the same examples every run, so CI is stable;
 run with ``--hypothesis-seed=random`` locally to look further.
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from formdigits.layout import analyze
 from formdigits.pages import PageError, count_pages, read_page
-from formdigits.segment import cut_field, ink_image, line_ink
+from formdigits.segment import cut_field, ink_image, line_ink, stroke_pieces
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
@@ -75,3 +75,18 @@ def test_box_finder_and_cutter_survive_any_page(page):
         for slot in cut_field(ink, box, line_ink(layout.line_darkness)).slots:
             assert all(c.dtype == np.uint8 and c.ndim == 2 and c.size for c in slot.crops)
             assert len(slot.edges) == len(slot.crops) and all(a < b for a, b in slot.edges)
+
+
+@FUZZ
+@given(seed=st.integers(0, 2**32 - 1), h=st.integers(1, 90), w=st.integers(1, 160), strokes=st.integers(0, 5))
+def test_splitting_off_a_one_survives_any_blob(seed, h, w, strokes):
+    rng = np.random.default_rng(seed)
+    crop = (rng.random((h, w)) < rng.uniform(0, 0.3)).astype(np.uint8) * 255  # specks, anything
+    for _ in range(strokes):  # and straight strokes, upright or leaning, anywhere
+        x0, x1 = (int(v) for v in rng.integers(-5, w + 5, 2))
+        cv2.line(crop, (x0, int(rng.integers(-5, 6))), (x1, h - int(rng.integers(-5, 6))), int(rng.integers(1, 256)), 3)
+    nodes = sorted({0, w, *(int(v) for v in rng.integers(1, max(2, w), 3))})
+    inside = lambda x: x in nodes or 0 < x < 1 or w - 1 < x < w  # noqa: E731 (a cut, or a node in the end columns)
+    for a, b, piece in stroke_pieces(crop, nodes):
+        assert a < b and inside(a) and inside(b)
+        assert piece.dtype == np.uint8 and piece.ndim == 2 and piece.shape[0] == h and piece.any()
