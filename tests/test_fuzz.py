@@ -86,7 +86,7 @@ def test_splitting_off_a_one_survives_any_blob(seed, h, w, strokes):
         x0, x1 = (int(v) for v in rng.integers(-5, w + 5, 2))
         cv2.line(crop, (x0, int(rng.integers(-5, 6))), (x1, h - int(rng.integers(-5, 6))), int(rng.integers(1, 256)), 3)
     nodes = sorted({0, w, *(int(v) for v in rng.integers(1, max(2, w), 3))})
-    inside = lambda x: x in nodes or 0 < x < 1 or w - 1 < x < w  # noqa: E731 (a cut, or a node in the end columns)
+    inside = lambda x: x in nodes or 0 < x < 1 or w - 1 < x < w  # a cut, or a node in the end columns
     for a, b, piece in stroke_pieces(crop, nodes):
         assert a < b and inside(a) and inside(b)
         assert piece.dtype == np.uint8 and piece.ndim == 2 and piece.shape[0] == h and piece.any()
