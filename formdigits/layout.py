@@ -161,6 +161,7 @@ def _comb_cells(roi, line):
         return []
     groups = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1)
     centres = np.array([g.mean() for g in groups])
+    starts, ends = np.array([g[0] for g in groups]), np.array([g[-1] for g in groups])
     left, right = (line - 1) / 2, w - 1 - (line - 1) / 2
     best = []
     for n in range(int((right - left) / (0.3 * h)), 1, -1):  # the most cells that fit
@@ -170,8 +171,12 @@ def _comb_cells(roi, line):
             continue  # each separator needs a run of its own
         expected = left + cw * np.arange(1, n)
         nearest = np.abs(centres[None, :] - expected[:, None]).min(1)
-        if (nearest <= tolerance).all():
-            best = [centres[np.abs(centres - e).argmin()] for e in expected]
+        # a separator's run widened by a stroke that runs down along it still marks the separator
+        narrow = ends - starts < 0.4 * cw
+        covered = (narrow & (starts <= expected[:, None] + 1) & (expected[:, None] - 1 <= ends)).any(1)
+        if (covered | (nearest <= tolerance)).all():
+            widened = covered & (nearest > tolerance)
+            best = [e if wide else centres[np.abs(centres - e).argmin()] for e, wide in zip(expected, widened)]
             break
     if not best:
         return []

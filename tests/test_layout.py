@@ -34,6 +34,18 @@ def test_open_box_and_comb_with_exact_coordinates():
     assert layout.original_box(comb) == (160, 30, 120, 40)
 
 
+def test_a_bold_stroke_running_down_beside_a_separator_does_not_unmake_the_comb():
+    img = blank(120, 360)
+    rect(img, 20, 30, 300, 60)  # comb of 6 cells, 50 px wide
+    for i in range(1, 6):
+        cv2.line(img, (20 + 50 * i, 30), (20 + 50 * i, 89), 20, 2)
+    cv2.line(img, (178, 48), (178, 88), 20, 12)  # a bold stroke running down beside a separator, touching it
+    (box,) = analyze(img).boxes
+    assert (box.kind, len(box.cells)) == ("comb", 6)
+    centres = [(a + b) / 2 for a, b in box.cells]
+    assert np.abs(np.subtract(centres, [45.5, 95.5, 145.5, 195.5, 245.5, 295.5])).max() <= 1.5
+
+
 def test_specks_text_page_border_and_frames_are_not_fields():
     img = blank(240, 320)
     rect(img, 0, 0, 320, 240, t=3)  # page border
