@@ -191,6 +191,7 @@ def _assign(w, box):
     cell = np.full(n, -1)
     size = np.zeros(n)
     specks = []  # specks and scraps inside the box, off its lines (where they leave scraps of their own)
+    edge = w.reach // 2 + 1  # ink this near a line's middle touches its erased band
     for i, (x, y, cw, ch, area) in enumerate(stats.tolist()[1:], 1):  # Python ints: a tight loop
         if area < DOT_INK * h * h:
             sx, sy = x + cw / 2, y + ch / 2
@@ -198,7 +199,9 @@ def _assign(w, box):
                 specks.append(i)
         if max(cw, ch) < 0.12 * h or area < 0.003 * h * h:
             continue  # speck
-        thin_along_a_line = min(cw, ch) <= box.line + 3 and max(cw, ch) >= 4 * min(cw, ch) and _on_a_line(w, x, y, cw, ch)
+        thin_along_a_line = min(cw, ch) <= box.line + 3 and max(cw, ch) >= 4 * min(cw, ch) and (
+            _on_a_line(w, x, y, cw, ch) or (cw < ch and y <= w.top + edge and y + ch >= w.bottom - edge)
+        )  # (or printed from the top line to the bottom one, touching both: a divider inside the box)
         if thin_along_a_line and (w.erased or w.ink[y : y + ch, x : x + cw].max() <= 2 * w.line_level + 10):
             continue  # a remnant of the box's own lines, left by skew or a thick pen-stroke over it
         size[i] = area

@@ -165,3 +165,15 @@ def test_a_digit_broken_into_dots_is_read_as_one_but_stray_specks_are_not():
     assert [len(s.crops) for s in slots] == [0, 1, 0]
     (dots,) = slots[1].crops
     assert dots.shape[0] >= 24 and int((dots > 0).sum()) >= 4 * 9  # all four specks, one crop
+
+
+def test_a_printed_divider_inside_an_open_box_is_no_digit():
+    img = open_page()
+    cv2.line(img, (100, 40), (100, 99), 20, 2)  # a divider printed from the top line to the bottom one
+    cv2.ellipse(img, (65, 70), (13, 19), 0, 0, 360, 30, 4)  # "0" before it (not a comb: unequal parts)
+    cv2.line(img, (170, 52), (166, 88), 30, 4)  # "1" after it
+    layout = analyze(img)
+    (box,) = layout.boxes
+    assert box.kind == "open"
+    slots = cut_field(ink_image(layout.darkness), box, line_ink(layout.line_darkness)).slots
+    assert [s.crops[0].shape[1] for s in slots][0] >= 26 and len(slots) == 2  # the "0" and the "1", no divider
