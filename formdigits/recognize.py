@@ -29,7 +29,7 @@ from .choose import first_path, first_wins, read_digits, read_slot
 from .classifier import REJECT, reject_index
 from .output import Row
 from .preprocess import preprocess
-from .segment import CUT_NOTE, piece_shape, stroke_pieces
+from .segment import CUT_NOTE, more_pieces, piece_shape
 from .template import broken_rules
 
 
@@ -142,13 +142,14 @@ def choose_paths(work, probs, reject):
 
 
 def read_marks(clf, x, works, probs, chosen):
-    """Slots read with a mark that is no digit, read again in digits only, a "1" split off too where one is.
+    """Slots read with a mark that is no digit, read again in digits only, cut in more ways.
 
     Digits run together that no upright cut parts read as a mark that is no
-    digit; often it is a "1" touching or crossing its neighbour. For such slots
-    (about one in 300) the whole blob is also offered cut along straight strokes
-    near its ends (:func:`~formdigits.segment.stroke_pieces`): those crops are
-    appended to ``x`` and classified in one batch; then the slot's likeliest
+    digit; often it is a "1" touching or crossing its neighbour, or two digits
+    run together in one comb cell. For such slots (about one in 300) the whole
+    blob is also offered cut along straight strokes near its ends, and a comb
+    cell's ink cut at its weak columns (:func:`~formdigits.segment.more_pieces`):
+    those crops are appended to ``x`` and classified in one batch; then the slot's likeliest
     reading in digits only is taken, if it is likely enough
     (:func:`~formdigits.choose.read_digits`). Returns ``probs`` (extended to the
     new crops) and ``chosen`` (changed in place), as from :func:`choose_paths`.
@@ -160,9 +161,10 @@ def read_marks(clf, x, works, probs, chosen):
         for f, (_, slots) in enumerate(work.fields):
             for s, (edges, aspects, digits) in enumerate(slots):
                 if paths[f][s] and (probs[paths[f][s]].argmax(1) == reject).any():
+                    if edges == [(0, 1)]:  # a comb cell read alone, in its own nodes: columns, as a blob's
+                        edges = [(0, x.crops[j].shape[1])]
                     whole = (0, max(b for _, b in edges))  # the blob read whole (comb cells joined by ink: all)
-                    nodes = sorted({n for e in edges for n in e})
-                    extra = stroke_pieces(x.crops[j + edges.index(whole)], nodes) if whole in edges else []
+                    extra = more_pieces(x.crops[j + edges.index(whole)], edges) if whole in edges else []
                     start = x.add([c for _, _, c in extra])
                     todo.append((paths, shares, f, s, j, edges, aspects, digits, extra, start))
                 j += len(edges)

@@ -396,6 +396,22 @@ def _lattice(crop, height, min_width=STROKE, slot=None):
     return slot
 
 
+def more_pieces(crop, edges):
+    """More ways to cut a blob that was read as no digit: ``(x0, x1, piece)`` edges to add to its slot.
+
+    ``edges`` are the slot's (in columns of ``crop``, the whole blob). A slot
+    offering no cut (a comb cell read alone: two digits run together in one
+    cell) is offered its weak-column cuts, as an open field's blob is; every blob
+    is offered a "1" split off along its stroke (:func:`stroke_pieces`).
+    """
+    out = []
+    if len(edges) == 1:
+        cuts = _lattice(crop, crop.shape[0])
+        out = [(a, b, c) for (a, b), c in zip(cuts.edges[1:], cuts.crops[1:])]
+    nodes = sorted({n for a, b in edges + [(a, b) for a, b, _ in out] for n in (a, b)})
+    return out + stroke_pieces(crop, nodes)
+
+
 def stroke_pieces(crop, nodes):
     """Another way to cut a blob whose reading held a mark that is no digit: a "1" touching or crossing
     its neighbour, split off along its stroke (see :func:`_strokes`), which no upright cut parts.

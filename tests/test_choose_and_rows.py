@@ -291,3 +291,27 @@ def test_a_mark_that_is_no_digit_is_read_again_with_a_one_split_off():
     assert len(x) > 3 and len(probs) == len(x)  # the split pieces were added and read
     (row,) = make_rows(work, probs, chosen[0][0], LABELS, 0.9, chosen[0][1])
     assert row.value == "10" and row.confidence > 0.9 and row.status == "ok"
+
+
+def test_a_comb_cell_read_as_no_digit_is_cut_like_a_blob():
+    import cv2
+
+    from formdigits.preprocess import DEFAULT_PARAMS, preprocess
+    from formdigits.recognize import Inputs, read_marks
+    from formdigits.segment import more_pieces, piece_shape
+
+    cell = np.zeros((40, 52), np.uint8)  # two 0s run together in one comb cell
+    cv2.ellipse(cell, (13, 20), (11, 18), 0, 0, 360, 255, 3)
+    cv2.ellipse(cell, (37, 20), (11, 18), 0, 0, 360, 255, 3)
+    cuts = more_pieces(cell, [(0, 52)])
+    halves = [c for a, b, c in cuts if (a == 0 or b == 52) and 20 <= c.shape[1] <= 32]  # cut where they touch
+    assert halves
+    clf = _Lookup([(preprocess(c), "0") for c in halves])  # only the halves read as digits
+    work = _PageWork("f.png", 1, boxes=[(0, 0, 160, 50, "comb")])
+    work.fields = [([], [([(0, 1)], [piece_shape(cell)], 1), ([], [], 1)])]  # the cell, an empty one
+    x = Inputs(DEFAULT_PARAMS, [cell])
+    probs = clf.predict(x[[0]])
+    chosen = [choose_paths(work, probs, LABELS.index("reject"))]
+    probs, chosen = read_marks(clf, x, [work], probs, chosen)
+    (row,) = make_rows(work, probs, chosen[0][0], LABELS, 0.9, chosen[0][1])
+    assert row.value == "00" and "not a digit" not in row.error
