@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 
 from formdigits.layout import analyze
-from formdigits.segment import MIN_PIECE, _strokes, cut_field, ink_image, line_ink, stroke_pieces
+from formdigits.segment import MIN_PIECE, _beside, _strokes, cut_field, ink_image, line_ink, stroke_pieces
 
 
 def comb_page(line_grey, half=False, cells=3):
@@ -177,3 +177,13 @@ def test_a_printed_divider_inside_an_open_box_is_no_digit():
     assert box.kind == "open"
     slots = cut_field(ink_image(layout.darkness), box, line_ink(layout.line_darkness)).slots
     assert [s.crops[0].shape[1] for s in slots][0] >= 26 and len(slots) == 2  # the "0" and the "1", no divider
+
+
+def test_only_the_core_of_a_dark_line_is_erased_where_a_stroke_crosses_it():
+    orig = np.zeros((40, 40), np.uint8)
+    orig[:, 18:23] = 200  # a vertical separator 5 px wide, its band 4 px either side of its middle (x = 20)
+    orig[10:14, 8:33] = 255  # a stroke crossing it
+    keep = _beside(orig, 5, 4, (), (0, 40), [20], [0], 39)
+    assert keep[10:14, [16, 24]].all()  # where the stroke crosses: the band's pixels off the line's core stay
+    assert not keep[10:14, 17:24].any()  # the core goes
+    assert not keep[20:30].any() and not keep[:, :16].any() and not keep[:, 25:].any()  # the line alone: all goes
