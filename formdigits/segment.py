@@ -148,30 +148,31 @@ def _window(ink, box, line_level=255):
         band[max(0, start - r) : bottom + r + 1, max(0, x - r) : x + r + 1] = True
     erase = band & (win <= line_level)
     if line_level >= 255:  # dark lines: ink on them is lost (put back where a stroke crosses, see _crop) ...
-        erase &= ~_beside(orig, box.line, r, (top, bottom), (left - r, right + r + 1), edges, starts, bottom)
+        _beside(erase, orig, box.line, r, (top, bottom), (left - r, right + r + 1), edges, starts, bottom)
     win[erase] = 0
     return _Window(win, orig, band, 2 * r + 3, edges, starts, top, bottom, line_level=line_level)
 
 
-def _beside(orig, line, r, rows, span, cols, starts, bottom):
+def _beside(erase, orig, line, r, rows, span, cols, starts, bottom):
     """... except where a stroke crosses a dark line or runs beside it: in a row of a vertical line's
     band (a column of a horizontal one) whose ink is wider than the line, the pixels off the line's
-    core (its middle +- half its width + 1) are kept. Erasing the whole band cut more off a digit
-    crossing a comb separator than the line took (fax combs: "550" read "55", "225007" "225937")."""
-    keep, core = np.zeros(orig.shape, bool), np.zeros(orig.shape, bool)
+    core (its middle +- half its width + 1) are kept, ``erase`` changed in place. Erasing the whole
+    band cut more off a digit crossing a comb separator than the line took (fax combs: "550" read
+    "55", "225007" "225937")."""
     c, wide = line // 2 + 1, line + 2
-    ink = orig > 0
+    cores = []
     for y in rows:
         y0, y1, x0, x1 = max(0, y - r), y + r + 1, max(0, span[0]), span[1]
-        busy = ink[y0:y1, x0:x1].sum(0) > wide
-        keep[y0:y1, x0:x1] |= busy
-        core[max(0, y - c) : y + c + 1, x0:x1] = True
+        busy = (orig[y0:y1, x0:x1] > 0).sum(0) > wide
+        erase[y0:y1, x0:x1][:, busy] = False
+        cores.append((slice(max(0, y - c), y + c + 1), slice(x0, x1)))
     for x, start in zip(cols, starts):
         y0, y1, x0, x1 = max(0, start - r), bottom + r + 1, max(0, x - r), x + r + 1
-        busy = ink[y0:y1, x0:x1].sum(1) > wide
-        keep[y0:y1, x0:x1] |= busy[:, None]
-        core[y0:y1, max(0, x - c) : x + c + 1] = True
-    return keep & ~core
+        busy = (orig[y0:y1, x0:x1] > 0).sum(1) > wide
+        erase[y0:y1, x0:x1][busy] = False
+        cores.append((slice(y0, y1), slice(max(0, x - c), x + c + 1)))
+    for core in cores:  # (where lines meet, one line's kept pixels may be another's core)
+        erase[core] = True
 
 
 def _separator_top(orig, x, top, bottom, line):
@@ -214,13 +215,8 @@ def _assign(w, box):
     w.labels, w.stats = labels, stats
     cell = np.full(n, -1)
     size = np.zeros(n)
-    specks = []  # specks and scraps inside the box, off its lines (where they leave scraps of their own)
     edge = w.reach // 2 + 1  # ink this near a line's middle touches its erased band
     for i, (x, y, cw, ch, area) in enumerate(stats.tolist()[1:], 1):  # Python ints: a tight loop
-        if area < DOT_INK * h * h:
-            sx, sy = x + cw / 2, y + ch / 2
-            if w.top + w.reach < sy < w.bottom - w.reach and min(abs(sx - e) for e in w.edges) > w.reach:
-                specks.append(i)
         if max(cw, ch) < 0.12 * h or area < 0.003 * h * h:
             continue  # speck
         thin_along_a_line = min(cw, ch) <= box.line + 3 and max(cw, ch) >= 4 * min(cw, ch) and (
@@ -232,6 +228,12 @@ def _assign(w, box):
         cx, cy = cents[i]
         if w.edges[0] < cx < w.edges[-1] and w.top < cy < w.bottom:
             cell[i] = int(np.searchsorted(w.edges, cx)) - 1
+    # specks and scraps inside the box, off its lines (where they leave scraps of their own)
+    mid = stats[1:, :2] + stats[1:, 2:4] / 2
+    off_lines = (np.abs(mid[:, 1] - (w.top + w.bottom) / 2) < (w.bottom - w.top) / 2 - w.reach) & (
+        np.abs(mid[:, :1] - np.asarray(w.edges)).min(1) > w.reach
+    )
+    specks = 1 + np.flatnonzero((stats[1:, 4] < DOT_INK * h * h) & off_lines)
     for dots in _dotted(labels, stats, specks, h):  # a faint digit that a bitonal scan broke into dots: one blob
         x0, y0 = stats[dots, :2].min(0)
         x1, y1 = (stats[dots, :2] + stats[dots, 2:4]).max(0)
@@ -269,7 +271,6 @@ def _dotted(labels, stats, specks, h):
     within ``DOT_GAP`` x height of the next, spanning ``DOTTED`` x height or more. Yields label arrays."""
     if len(specks) < DOTS:
         return
-    specks = np.asarray(specks)
     s = stats[specks]
     y0, y1 = int(s[:, 1].min()), int((s[:, 1] + s[:, 3]).max())
     x0, x1 = int(s[:, 0].min()), int((s[:, 0] + s[:, 2]).max())

@@ -183,7 +183,10 @@ def test_only_the_core_of_a_dark_line_is_erased_where_a_stroke_crosses_it():
     orig = np.zeros((40, 40), np.uint8)
     orig[:, 18:23] = 200  # a vertical separator 5 px wide, its band 4 px either side of its middle (x = 20)
     orig[10:14, 8:33] = 255  # a stroke crossing it
-    keep = _beside(orig, 5, 4, (), (0, 40), [20], [0], 39)
+    erase = np.zeros(orig.shape, bool)
+    erase[:, 16:25] = True  # the band
+    _beside(erase, orig, 5, 4, (), (0, 40), [20], [0], 39)
+    keep = ~erase & (np.arange(40) >= 16) & (np.arange(40) <= 24)
     assert keep[10:14, [16, 24]].all()  # where the stroke crosses: the band's pixels off the line's core stay
     assert not keep[10:14, 17:24].any()  # the core goes
     assert not keep[20:30].any() and not keep[:, :16].any() and not keep[:, 25:].any()  # the line alone: all goes
