@@ -228,13 +228,7 @@ def _assign(w, box):
         cx, cy = cents[i]
         if w.edges[0] < cx < w.edges[-1] and w.top < cy < w.bottom:
             cell[i] = int(np.searchsorted(w.edges, cx)) - 1
-    # specks and scraps inside the box, off its lines (where they leave scraps of their own)
-    mid = stats[1:, :2] + stats[1:, 2:4] / 2
-    off_lines = (np.abs(mid[:, 1] - (w.top + w.bottom) / 2) < (w.bottom - w.top) / 2 - w.reach) & (
-        np.abs(mid[:, :1] - np.asarray(w.edges)).min(1) > w.reach
-    )
-    specks = 1 + np.flatnonzero((stats[1:, 4] < DOT_INK * h * h) & off_lines)
-    for dots in _dotted(labels, stats, specks, h):  # a faint digit that a bitonal scan broke into dots: one blob
+    for dots in _dotted(w, stats, h):  # a faint digit that a bitonal scan broke into dots: one blob
         x0, y0 = stats[dots, :2].min(0)
         x1, y1 = (stats[dots, :2] + stats[dots, 2:4]).max(0)
         first = dots[0]
@@ -266,10 +260,19 @@ def _assign(w, box):
     return cell
 
 
-def _dotted(labels, stats, specks, h):
-    """Groups of specks (inside the box) that line up into a stroke: at least ``DOTS`` of them, each
-    within ``DOT_GAP`` x height of the next, spanning ``DOTTED`` x height or more. Yields label arrays."""
-    if len(specks) < DOTS:
+def _dotted(w, stats, h):
+    """Groups of specks and scraps inside the box, off its lines (where they leave scraps of their own),
+    that line up into a stroke: at least ``DOTS`` of them, each within ``DOT_GAP`` x height of the next,
+    spanning ``DOTTED`` x height or more. Yields label arrays."""
+    small = 1 + np.flatnonzero(stats[1:, 4] < DOT_INK * h * h)
+    if len(small) < DOTS:
+        return
+    mid = stats[small, :2] + stats[small, 2:4] / 2
+    off_lines = (np.abs(mid[:, 1] - (w.top + w.bottom) / 2) < (w.bottom - w.top) / 2 - w.reach) & (
+        np.abs(mid[:, :1] - np.asarray(w.edges)).min(1) > w.reach
+    )
+    specks, labels = small[off_lines], w.labels
+    if len(specks) < DOTS or _height(stats, specks) < DOTTED * h:
         return
     s = stats[specks]
     y0, y1 = int(s[:, 1].min()), int((s[:, 1] + s[:, 3]).max())
