@@ -4,7 +4,8 @@ The crops of a batch of pages (:class:`Inputs`) are preprocessed when first
 needed: each slot's first reading is classified, its other cuts only when that
 reading is not sure to win (``classify``); the best path through every slot is
 chosen (``choose_paths``); slots read with a mark that is no digit are read
-again, a "1" split off along its stroke, in digits only (``read_marks``);
+again, cut in more ways (a "1" split off along its stroke, a comb cell at its
+weak columns), in digits only (``read_marks``);
 doubtful digits get a second look (``second_look``);
 the pages' rows are made (``make_rows``). ``read`` does all of it.
 
@@ -149,8 +150,8 @@ def read_marks(clf, x, works, probs, chosen):
     run together in one comb cell. For such slots (about one in 300) the whole
     blob is also offered cut along straight strokes near its ends, and a comb
     cell's ink cut at its weak columns (:func:`~formdigits.segment.more_pieces`):
-    those crops are appended to ``x`` and classified in one batch; then the slot's likeliest
-    reading in digits only is taken, if it is likely enough
+    those crops are appended to ``x`` and classified in one batch; then the
+    slot's likeliest reading in digits only is taken, if it is likely enough
     (:func:`~formdigits.choose.read_digits`). Returns ``probs`` (extended to the
     new crops) and ``chosen`` (changed in place), as from :func:`choose_paths`.
     """
