@@ -65,9 +65,11 @@ def first_wins(edges, aspects, probs, reject, digits=1):
     if not path:
         return False
     if digits == 1:
-        if aspects[0][0] < NARROW and probs[0].argmax() != reject:
+        if probs[0].argmax() == reject:
+            return False
+        if aspects[0][0] < NARROW:
             return True  # a narrow blob that reads as a digit is one (its cuts are for digits run together)
-        return bool(piece_scores(aspects[:1], probs[:1], reject)[0] > -2 * SPLIT_COST and probs[0].argmax() != reject)
+        return bool(piece_scores(aspects[:1], probs[:1], reject)[0] > -2 * SPLIT_COST)
     p = np.asarray(probs)[path]
     return bool((p.max(1) >= SURE).all() and (p.argmax(1) != reject).all())
 

@@ -67,11 +67,12 @@ class Inputs:
 
 
 def _slots(work):
-    """(index of its first crop, edges, aspects, expected digits) for every slot of a page's fields, in crop order."""
+    """``(field, slot, index of its first crop, edges, aspects, expected digits)`` for every slot of a
+    page's fields, in crop order."""
     j = work.first_crop
-    for _, slots in work.fields:
-        for edges, aspects, digits in slots:
-            yield j, edges, aspects, digits
+    for f, (_, slots) in enumerate(work.fields):
+        for s, (edges, aspects, digits) in enumerate(slots):
+            yield f, s, j, edges, aspects, digits
             j += len(edges)
 
 
@@ -85,7 +86,8 @@ def classify(clf, x, works):
     """
     reject = reject_index(clf.labels)
     probs = np.zeros((len(x), len(clf.labels)), np.float32)
-    slots = [(*s, first_path(s[1], s[3]) or [0]) for work in works for s in _slots(work) if s[1]]
+    slots = [(j, edges, aspects, digits, first_path(edges, digits) or [0])
+             for work in works for _, _, j, edges, aspects, digits in _slots(work) if edges]  # fmt: skip
     firsts = [j + k for j, *_, first in slots for k in first]
     if firsts:
         probs[firsts] = clf.predict(x[firsts])
@@ -129,16 +131,11 @@ def upside_down(clf, probs, x, pages):
 def choose_paths(work, probs, reject):
     """``(paths, shares)``: per field, per slot, the indices (into ``probs``) of the crops on the slot's
     best path, and how sure that way of cutting it is (see :func:`~formdigits.choose.read_slot`)."""
-    out, shares, j = [], [], work.first_crop
-    for _, slots in work.fields:
-        chosen, sure = [], []
-        for edges, aspects, digits in slots:
-            path, share = read_slot(edges, aspects, probs[j : j + len(edges)], reject, digits) if edges else ([], 1.0)
-            chosen.append([j + e for e in path])
-            sure.append(share)
-            j += len(edges)
-        out.append(chosen)
-        shares.append(sure)
+    out, shares = [[] for _ in work.fields], [[] for _ in work.fields]
+    for f, _, j, edges, aspects, digits in _slots(work):
+        path, share = read_slot(edges, aspects, probs[j : j + len(edges)], reject, digits) if edges else ([], 1.0)
+        out[f].append([j + e for e in path])
+        shares[f].append(share)
     return out, shares
 
 
@@ -158,17 +155,12 @@ def read_marks(clf, x, works, probs, chosen):
     reject = reject_index(clf.labels)
     todo = []
     for work, (paths, shares) in zip(works, chosen):
-        j = work.first_crop
-        for f, (_, slots) in enumerate(work.fields):
-            for s, (edges, aspects, digits) in enumerate(slots):
-                if paths[f][s] and (probs[paths[f][s]].argmax(1) == reject).any():
-                    if edges == [(0, 1)]:  # a comb cell read alone, in its own nodes: columns, as a blob's
-                        edges = [(0, x.crops[j].shape[1])]
-                    whole = (0, max(b for _, b in edges))  # the blob read whole (comb cells joined by ink: all)
-                    extra = more_pieces(x.crops[j + edges.index(whole)], edges) if whole in edges else []
-                    start = x.add([c for _, _, c in extra])
-                    todo.append((paths, shares, f, s, j, edges, aspects, digits, extra, start))
-                j += len(edges)
+        for f, s, j, edges, aspects, digits in _slots(work):
+            if paths[f][s] and (probs[paths[f][s]].argmax(1) == reject).any():
+                whole = (0, max(b for _, b in edges))  # the blob read whole (comb cells joined by ink: all)
+                extra = more_pieces(x.crops[j + edges.index(whole)], edges) if whole in edges else []
+                start = x.add([c for _, _, c in extra])
+                todo.append((paths, shares, f, s, j, edges, aspects, digits, extra, start))
     if len(x) > len(probs):
         new = np.arange(len(probs), len(x))
         probs = np.concatenate([probs, clf.predict(x[new])])

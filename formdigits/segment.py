@@ -79,6 +79,11 @@ class FieldCut:
         return [(s.edges, [piece_shape(c) for c in s.crops], s.digits) for s in self.slots]
 
 
+def _strong(crop):
+    """The crop's ink that counts (a quarter of its darkest and more): ``preprocess``'s threshold, unstretched."""
+    return crop >= max(1, int(crop.max()) // 4)
+
+
 def piece_shape(crop):
     _, _, _, ink_h = cv2.boundingRect(crop)  # of the ink (nonzero pixels); 0 for a blank crop
     h = max(crop.shape[0], 1)
@@ -228,7 +233,7 @@ def _assign(w, box):
         cx, cy = cents[i]
         if w.edges[0] < cx < w.edges[-1] and w.top < cy < w.bottom:
             cell[i] = int(np.searchsorted(w.edges, cx)) - 1
-    for dots in _dotted(w, stats, h):  # a faint digit that a bitonal scan broke into dots: one blob
+    for dots in _dotted(w, h):  # a faint digit that a bitonal scan broke into dots: one blob
         x0, y0 = stats[dots, :2].min(0)
         x1, y1 = (stats[dots, :2] + stats[dots, 2:4]).max(0)
         first = dots[0]
@@ -260,10 +265,11 @@ def _assign(w, box):
     return cell
 
 
-def _dotted(w, stats, h):
+def _dotted(w, h):
     """Groups of specks and scraps inside the box, off its lines (where they leave scraps of their own),
     that line up into a stroke: at least ``DOTS`` of them, each within ``DOT_GAP`` x height of the next,
     spanning ``DOTTED`` x height or more. Yields label arrays."""
+    stats, labels = w.stats, w.labels
     small = 1 + np.flatnonzero(stats[1:, 4] < DOT_INK * h * h)
     if len(small) < DOTS:
         return
@@ -271,7 +277,7 @@ def _dotted(w, stats, h):
     off_lines = (np.abs(mid[:, 1] - (w.top + w.bottom) / 2) < (w.bottom - w.top) / 2 - w.reach) & (
         np.abs(mid[:, :1] - np.asarray(w.edges)).min(1) > w.reach
     )
-    specks, labels = small[off_lines], w.labels
+    specks = small[off_lines]
     if len(specks) < DOTS or _height(stats, specks) < DOTTED * h:
         return
     s = stats[specks]
@@ -354,7 +360,8 @@ def cut_comb(ink, box, line_level=255):
         if j == k or not inked:
             for c in range(k, j + 1):
                 ids = np.flatnonzero(cell == c)
-                slots.append(Slot().add(0, 1, _crop(w, ids)) if ids.size else Slot())
+                crop = _crop(w, ids) if ids.size else None  # (nodes: its columns, as a blob's)
+                slots.append(Slot() if crop is None else Slot().add(0, crop.shape[1], crop))
         else:
             ids = np.flatnonzero((cell >= k) & (cell <= j))
             joint, x0 = _crop(w, ids), w.stats[ids, 0].min()
@@ -454,13 +461,13 @@ def stroke_pieces(crop, nodes):
     h, w = crop.shape
     wide = max(2, MIN_PIECE * h)
     out = []
-    ink = crop >= max(1, int(crop.max()) // 4)
-    found = _strokes(crop)
-    for k, (left, band, x0, x1) in enumerate(found):
+    ink = _strong(crop)
+    place = {True: 0, False: 0}  # strokes found so far at each end: each gets a node of its own
+    for left, band, x0, x1 in _strokes(crop):
+        k, place[left] = place[left], place[left] + 1
         if (ink & ~band).sum() < ONE_REST * ink.sum():
             continue  # scraps of the stroke's own edges, not another digit
         one, rest = _trim(np.where(band, crop, 0)), np.where(band, 0, crop)
-        k = sum(f[0] == left for f in found[:k])  # its place among the strokes at its end: its own node
         if left:
             v = (k + 1) / 5
             pieces = [(v, b, _trim(rest[:, :b])) for b in nodes if b - x1 >= wide and b <= MAX_PIECE * h]
@@ -487,8 +494,7 @@ def _strokes(crop, most=2):
     the line, over the rows it runs through, and the columns they span.
     """
     h, w = crop.shape
-    ink = crop >= max(1, int(crop.max()) // 4)
-    ys, xs = np.nonzero(ink)
+    ys, xs = np.nonzero(_strong(crop))
     if h < 8 or not len(ys):
         return []
     mid, pad = (h - 1) / 2, int(ONE_SLANTS.max() * h / 2) + 2
@@ -538,13 +544,12 @@ def _band(hit, c, slant, pad, mid, shape):
 
 def _trim(crop):
     """A piece's ink without specks (under a tenth of its largest blob) and without the empty columns either side."""
-    ink = (crop >= max(1, int(crop.max()) // 4)).view(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(_strong(crop).view(np.uint8), connectivity=8)
     if n > 2:
         keep = stats[:, cv2.CC_STAT_AREA] >= 0.1 * stats[1:, cv2.CC_STAT_AREA].max()
         keep[0] = False
         crop = np.where(keep[labels] | (labels == 0), crop, 0).astype(np.uint8)  # (faint edges stay)
-    cols = np.flatnonzero((crop >= max(1, int(crop.max()) // 4)).any(0)) if crop.any() else []
+    cols = np.flatnonzero(_strong(crop).any(0)) if crop.any() else []
     return crop[:, cols[0] : cols[-1] + 1] if len(cols) else crop[:, :0]
 
 

@@ -308,7 +308,7 @@ def test_a_comb_cell_read_as_no_digit_is_cut_like_a_blob():
     assert halves
     clf = _Lookup([(preprocess(c), "0") for c in halves])  # only the halves read as digits
     work = _PageWork("f.png", 1, boxes=[(0, 0, 160, 50, "comb")])
-    work.fields = [([], [([(0, 1)], [piece_shape(cell)], 1), ([], [], 1)])]  # the cell, an empty one
+    work.fields = [([], [([(0, 52)], [piece_shape(cell)], 1), ([], [], 1)])]  # the cell, an empty one
     x = Inputs(DEFAULT_PARAMS, [cell])
     probs = clf.predict(x[[0]])
     chosen = [choose_paths(work, probs, LABELS.index("reject"))]
