@@ -118,6 +118,34 @@ def _stamp(page, alpha, x, y, colour):
     page[y0:y1, x0:x1] = (roi * (1 - a) + np.float32(colour) * a).astype(np.uint8)
 
 
+def _ink_columns(alpha):
+    """The first and last column of ``alpha`` holding visible ink."""
+    cols = np.flatnonzero(alpha.max(0) > 0.15)
+    return (int(cols[0]), int(cols[-1])) if len(cols) else (0, alpha.shape[1] - 1)
+
+
+MIN_SQUEEZE = 0.75  # a number is written at least this large, squeezed into its box; past that, it runs over
+
+
+def _fit(pens, gaps, room, height):
+    """Digits ``pens`` and the gaps between them (px) as a person fits them into ``room`` px: the
+    spaces closed up first (to 0.05 x height), then the digits written smaller (down to MIN_SQUEEZE)."""
+    widths = [max(b - a + 1, 0.2 * height) for a, b in map(_ink_columns, pens)]
+    total = sum(widths) + sum(gaps)
+    if total <= room:
+        return pens, gaps
+    slack = sum(max(g - 0.05 * height, 0) for g in gaps)
+    take = min(slack, total - room)
+    gaps = [g - take * max(g - 0.05 * height, 0) / slack if slack else g for g in gaps]
+    total -= take
+    if total <= room:
+        return pens, gaps
+    f = max(MIN_SQUEEZE, room / total)
+    pens = [cv2.resize(a, (max(2, round(a.shape[1] * f)), max(2, round(a.shape[0] * f))), interpolation=cv2.INTER_AREA)
+            for a in pens]  # fmt: skip
+    return pens, [g * f for g in gaps]
+
+
 def _value(rng, n):
     return "".join(str(d) for d in rng.integers(0, 10, n))
 
@@ -163,16 +191,13 @@ class _Drawer:
                 q = [int(a[k] + (b[k] - a[k]) * (i + 1) / n) for k in (0, 1)]
                 cv2.line(self.page, p, q, colour, self.lw)
 
-    def write(self, digit, cx, cy, height, left=None):
-        """Handwrite one digit centred near (cx, cy) px, ``height`` px tall; or, with
-        ``left``, with its ink starting at x = ``left``. Returns the ink's width."""
-        alpha = _pen(self.digits.draw(digit, self.rng), height, self.rng)
+    def write(self, digit, cx, cy, height):
+        """Handwrite one digit centred near (cx, cy) px, ``height`` px tall."""
+        self.stamp(_pen(self.digits.draw(digit, self.rng), height, self.rng), cx, cy)
+
+    def stamp(self, alpha, cx, cy):
         h, w = alpha.shape
-        ink_w = w - 0.4 * height  # visible ink width (the pad is 0.2 * height each side)
-        if left is not None:
-            cx = left + ink_w / 2
         _stamp(self.page, alpha, int(cx - w / 2), int(cy - h / 2), self.ink)
-        return ink_w
 
     def comb(self, x_mm, y_mm, n, cell_w_mm, cell_h_mm, half):
         rng, s = self.rng, self.s
@@ -204,12 +229,16 @@ class _Drawer:
         value = "" if rng.random() < s.empty_prob else _value(rng, k)
         height = (y1 - y0) * rng.uniform(0.55, 0.72)
         x = x0 + self.px(rng.uniform(2, 5))
-        for ch_ in value:
-            # the gap to the previous digit's ink, in digit heights: negative = overlapping
-            gap = rng.uniform(-0.12, 0.05) if rng.random() < s.overlap_prob else rng.uniform(0.1, 0.35)
+        pens = [_pen(self.digits.draw(int(c), rng), height, rng) for c in value]
+        # the gap to the previous digit's ink, in digit heights: negative = overlapping
+        gaps = [rng.uniform(-0.12, 0.05) if rng.random() < s.overlap_prob else rng.uniform(0.1, 0.35) for _ in value]
+        pens, gaps = _fit(pens, [g * height for g in gaps[1:]], x1 - self.lw - x, height)
+        for alpha, gap in zip(pens, [0.0] + gaps):
             cy = (y0 + y1) / 2 + rng.uniform(-0.06, 0.06) * (y1 - y0)
-            ink_w = self.write(int(ch_), None, cy, height, left=x)
-            x += max(ink_w, 0.2 * height) + gap * height
+            x += gap
+            first, last = _ink_columns(alpha)
+            self.stamp(alpha, x - first + alpha.shape[1] / 2, cy)
+            x += max(last - first + 1, 0.2 * height)
         return TruthField("open", x0, y0, x1 - x0 + 1, y1 - y0 + 1, value, 0)
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from formdigits.layout import analyze
 from formdigits.mnist import load_mnist
-from formdigits.synth import DigitSource, PageStyle, generate, make_page, read_truth
+from formdigits.synth import DigitSource, PageStyle, _fit, generate, make_page, read_truth
 
 STYLE = PageStyle(width_mm=120, height_mm=110, dpi=200, rotation_max=4, noise_max=4)
 
@@ -49,3 +49,33 @@ def test_generate_writes_files_and_truth(digits, tmp_path):
     truth = read_truth(tmp_path / "truth.csv")
     assert len(truth) == len(rows) and {r["file"] for r in truth} == {"page0001.png", "page0002.tif", "page0003.jpg"}
     assert {r["page"] for r in truth if r["file"] == "page0002.tif"} == {"1", "2"}
+
+
+def test_fit_closes_spaces_then_writes_smaller():
+    pen = np.ones((40, 30), np.float32)  # ink 30 px wide, for digits 30 px tall
+    pens, gaps = _fit([pen] * 3, [6.0, 6.0], room=200, height=30)
+    assert gaps == [6.0, 6.0] and pens[0] is pen  # room enough: as drawn
+    pens, gaps = _fit([pen] * 3, [6.0, 6.0], room=94, height=30)
+    assert gaps == pytest.approx([2.0, 2.0]) and pens[0] is pen  # spaces closed up just enough
+    pens, gaps = _fit([pen] * 3, [6.0, 6.0], room=70, height=30)
+    f = 70 / 93  # spaces down to 0.05 x height, then everything smaller
+    assert gaps == pytest.approx([1.5 * f, 1.5 * f]) and pens[0].shape == (round(40 * f), round(30 * f))
+    pens, gaps = _fit([pen] * 3, [6.0, 6.0], room=20, height=30)
+    assert pens[0].shape == (30, 22)  # never below MIN_SQUEEZE: the number runs over
+
+
+def test_open_field_numbers_stay_in_their_boxes(digits):
+    # unsqueezed, about 3 % of numbers ran past their box (up to 0.6 x its height), onto the next label
+    style = PageStyle(dpi=200, noise_max=0, blur_max=0, empty_prob=0, comb_prob=0, line_colour="black", ink="blue",
+                      paper="white")  # fmt: skip
+    fields = 0
+    for seed in range(15):
+        page = make_page(digits, np.random.default_rng(seed), style)
+        b, _, r = (page.image[:, :, k].astype(int) for k in range(3))
+        ink = b - r > 40  # blue ink, not the black lines or labels
+        for f in page.fields:
+            right = f.x + f.w - 1
+            assert ink[f.y : f.y + f.h, f.x : right].any()
+            assert not ink[f.y - 5 : f.y + f.h + 5, right + 2 : right + 60].any(), f
+            fields += 1
+    assert fields > 400
