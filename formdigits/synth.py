@@ -230,7 +230,7 @@ class _Drawer:
         height = (y1 - y0) * rng.uniform(0.55, 0.72)
         x = x0 + self.px(rng.uniform(2, 5))
         pens = [_pen(self.digits.draw(int(c), rng), height, rng) for c in value]
-        # the gap to the previous digit's ink, in digit heights: negative = overlapping
+        # the gap to the previous digit's ink, in digit heights (negative = overlapping; the first is drawn, unused)
         gaps = [rng.uniform(-0.12, 0.05) if rng.random() < s.overlap_prob else rng.uniform(0.1, 0.35) for _ in value]
         pens, gaps = _fit(pens, [g * height for g in gaps[1:]], x1 - self.lw - x, height)
         for alpha, gap in zip(pens, [0.0] + gaps):
