@@ -118,10 +118,12 @@ def _stamp(page, alpha, x, y, colour):
     page[y0:y1, x0:x1] = (roi * (1 - a) + np.float32(colour) * a).astype(np.uint8)
 
 
-def _ink_columns(alpha):
-    """The first and last column of ``alpha`` holding visible ink."""
+def _ink_span(alpha, height):
+    """``(first, width)``: the first column of ``alpha`` holding visible ink, and how much room the
+    digit takes on the line (its ink's width; a "1" at least 0.2 x ``height``)."""
     cols = np.flatnonzero(alpha.max(0) > 0.15)
-    return (int(cols[0]), int(cols[-1])) if len(cols) else (0, alpha.shape[1] - 1)
+    first, last = (int(cols[0]), int(cols[-1])) if len(cols) else (0, alpha.shape[1] - 1)
+    return first, max(last - first + 1, 0.2 * height)
 
 
 MIN_SQUEEZE = 0.75  # a number is written at least this large, squeezed into its box; past that, it runs over
@@ -130,8 +132,7 @@ MIN_SQUEEZE = 0.75  # a number is written at least this large, squeezed into its
 def _fit(pens, gaps, room, height):
     """Digits ``pens`` and the gaps between them (px) as a person fits them into ``room`` px: the
     spaces closed up first (to 0.05 x height), then the digits written smaller (down to MIN_SQUEEZE)."""
-    widths = [max(b - a + 1, 0.2 * height) for a, b in map(_ink_columns, pens)]
-    total = sum(widths) + sum(gaps)
+    total = sum(_ink_span(a, height)[1] for a in pens) + sum(gaps)
     if total <= room:
         return pens, gaps
     slack = sum(max(g - 0.05 * height, 0) for g in gaps)
@@ -236,9 +237,9 @@ class _Drawer:
         for alpha, gap in zip(pens, [0.0] + gaps):
             cy = (y0 + y1) / 2 + rng.uniform(-0.06, 0.06) * (y1 - y0)
             x += gap
-            first, last = _ink_columns(alpha)
+            first, width = _ink_span(alpha, height)
             self.stamp(alpha, x - first + alpha.shape[1] / 2, cy)
-            x += max(last - first + 1, 0.2 * height)
+            x += width
         return TruthField("open", x0, y0, x1 - x0 + 1, y1 - y0 + 1, value, 0)
 
 
