@@ -2,7 +2,7 @@
 
     python benchmarks/make_samples.py            # needs MNIST ($FORMDIGITS_MNIST_DIR)
 
-Same code, same seeds, same files.
+Same code, same seeds, same pages (a PDF file differs in its own identifiers only).
 """
 
 import csv
