@@ -192,10 +192,6 @@ class _Drawer:
                 q = [int(a[k] + (b[k] - a[k]) * (i + 1) / n) for k in (0, 1)]
                 cv2.line(self.page, p, q, colour, self.lw)
 
-    def write(self, digit, cx, cy, height):
-        """Handwrite one digit centred near (cx, cy) px, ``height`` px tall."""
-        self.stamp(_pen(self.digits.draw(digit, self.rng), height, self.rng), cx, cy)
-
     def stamp(self, alpha, cx, cy):
         h, w = alpha.shape
         _stamp(self.page, alpha, int(cx - w / 2), int(cy - h / 2), self.ink)
@@ -220,7 +216,9 @@ class _Drawer:
                     cy += ch * rng.uniform(0.12, 0.25)
                 else:
                     cx += cw * rng.choice([-1, 1]) * rng.uniform(0.12, 0.22)
-            self.write(int(ch_), cx, cy, height)
+            # a person writes a digit to fit its cell: written smaller (to MIN_SQUEEZE) when wider than 0.8 x the cell
+            alpha = _pen(self.digits.draw(int(ch_), rng), height, rng)
+            self.stamp(_fit([alpha], [], 0.8 * cw - self.lw, height)[0][0], cx, cy)
         return TruthField("comb", x0, y0, x1 - x0 + 1, ch + 1, value, n)
 
     def open(self, x_mm, y_mm, k, w_mm, h_mm):
