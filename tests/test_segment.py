@@ -190,3 +190,16 @@ def test_only_the_core_of_a_dark_line_is_erased_where_a_stroke_crosses_it():
     assert keep[10:14, [16, 24]].all()  # where the stroke crosses: the band's pixels off the line's core stay
     assert not keep[10:14, 17:24].any()  # the core goes
     assert not keep[20:30].any() and not keep[:, :16].any() and not keep[:, 25:].any()  # the line alone: all goes
+
+
+def test_a_light_stroke_of_a_digit_is_kept():
+    # a "9" whose loop is written lighter than its stem (a dry pen, a light touch): 40 darker than the
+    # paper is ink (at the old floor of 50 the loop was lost and the "9" read as a "1")
+    img = comb_page(20)
+    cv2.line(img, (72, 52), (70, 90), 60, 3)  # the stem, dark
+    cv2.circle(img, (62, 60), 9, 200, 3)  # the loop, light (paper is 240)
+    first, *rest = cut(img).slots
+    assert not any(s.crops for s in rest)
+    (crop,) = first.crops
+    assert crop.shape[1] >= 24  # loop and stem: 9 + 9 + 3 + 3 px wide, not the stem's 3-4
+    assert (crop > 0).sum() > 150
