@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-INK_LEVEL = 35  # darkness that counts as ink, ~6x a scan's noise (on a dropout-colour line: darker than the line, see line_ink)
+# darkness that counts as ink, ~6x a scan's noise (on a dropout-colour line: darker than the line, see line_ink)
+INK_LEVEL = 35
 CUT_NOTE = "ink crosses the box line and was left out"
 # a blob's cut into digits (as fractions of its height; tuned on the tuning sets, see BENCHMARKS.md)
 CUT_SPACING = 0.1  # candidate cuts at least this far apart (the weakest column wins)
