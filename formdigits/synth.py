@@ -4,7 +4,7 @@ A page is drawn in millimetres and rendered at the chosen dpi: a printed title,
 rows of printed labels with digit fields beside them, and handwritten digits
 (MNIST test digits scaled smoothly to pen size) in them. Two field kinds:
 
-* comb: a row of adjacent cells, one digit per cell, separators full or half
+* comb: a row of adjacent cells, one digit per cell (written to fit it), separators full or half
   height, amounts often right-aligned (leading cells empty);
 * open: one box with several digits, some touching or overlapping.
 
