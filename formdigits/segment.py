@@ -361,8 +361,11 @@ def cut_comb(ink, box, line_level=255):
         if j == k or not inked:
             for c in range(k, j + 1):
                 ids = np.flatnonzero(cell == c)
-                crop = _crop(w, ids) if ids.size else None  # (nodes: its columns, as a blob's)
-                slots.append(Slot() if crop is None else Slot().add(0, crop.shape[1], crop))
+                if not ids.size:
+                    slots.append(Slot())
+                    continue
+                crop = _crop(w, ids)
+                slots.append(Slot().add(0, crop.shape[1], crop))  # (nodes: its columns, as a blob's)
         else:
             ids = np.flatnonzero((cell >= k) & (cell <= j))
             joint, x0 = _crop(w, ids), w.stats[ids, 0].min()
