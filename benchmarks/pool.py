@@ -3,13 +3,14 @@
     python benchmarks/pool.py /tmp/fd-bench9 /tmp/fd-bench91 /tmp/fd-bench92
 
 Each argument is a set's ``--out`` folder (its pages and ``truth.csv``) whose scan
-``scan_bench.py`` wrote beside it (``FOLDER.csv``). Rows are renamed so that files of
+``scan_bench.py`` wrote beside it (``FOLDER.csv``; a ``--repeat`` run overwrites it). Rows are renamed so that files of
 different sets never meet, then scored together: one reject threshold for the pool.
 Prints one JSON object, with the figures by field kind and by kind of scan.
 """
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from formdigits.score import read_rows, score
@@ -18,9 +19,8 @@ from formdigits.score import read_rows, score
 def pooled(folders):
     preds, truth = [], []
     for n, folder in enumerate(folders):
-        prefix = str(folder.resolve()) + "/"
-        for r in read_rows(folder.with_suffix(".csv")):
-            preds.append({**r, "file": f"{n}/{r['file'].removeprefix(prefix)}"})
+        for r in read_rows(folder.with_suffix(".csv")):  # files as scan_bench gave them: under the folder
+            preds.append({**r, "file": f"{n}/{os.path.relpath(r['file'], folder)}"})
         truth += [{**t, "file": f"{n}/{t['file']}"} for t in read_rows(folder / "truth.csv")]
     return preds, truth
 
@@ -42,8 +42,9 @@ def main():
               "error_of_accepted": round(s["error_of_accepted"], 4)}  # fmt: skip
     for kind in ("comb", "open"):  # spurious and missed are whole-page figures: only above
         result[kind] = figures(score(preds, [t for t in truth if t["kind"] == kind and t["value"]], reject))
-    for sub in sorted({t["file"].split("/")[1] for t in truth}):
-        result[sub] = figures(score(preds, [t for t in truth if t["file"].split("/")[1] == sub], reject))
+    scan_kind = {id(t): t["file"].split("/")[1] for t in truth}  # the set's subfolder: real, skew, fax
+    for sub in sorted(set(scan_kind.values())):
+        result[sub] = figures(score(preds, [t for t in truth if scan_kind[id(t)] == sub], reject))
     print(json.dumps(result, indent=1))
 
 
