@@ -3,9 +3,10 @@
     python benchmarks/pool.py /tmp/fd-bench9 /tmp/fd-bench91 /tmp/fd-bench92
 
 Each argument is a set's ``--out`` folder (its pages and ``truth.csv``) whose scan
-``scan_bench.py`` wrote beside it (``FOLDER.csv``; a ``--repeat`` run overwrites it). Rows are renamed so that files of
-different sets never meet, then scored together: one reject threshold for the pool.
-Prints one JSON object, with the figures by field kind and by kind of scan.
+``scan_bench.py`` wrote beside it (``FOLDER.csv``; a ``--repeat`` run overwrites it).
+Rows are renamed so that files of different sets never meet, then scored together: one
+reject threshold for the pool. Prints one JSON object, with the figures by field kind
+and by kind of scan.
 """
 
 import argparse
