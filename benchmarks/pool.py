@@ -39,8 +39,8 @@ def main():
     preds, truth = pooled(a.folders)
     reject = [0, 0.01, 0.02, 0.05, 0.1]
     s = score(preds, truth, reject)
-    result = {**figures(s), "missed": s["missed"], "spurious": s["spurious"], "review": s["review"],
-              "error_of_accepted": round(s["error_of_accepted"], 4)}  # fmt: skip
+    result = {**figures(s), "accepted": round(s["accepted"], 4), "error_of_accepted": round(s["error_of_accepted"], 4),
+              "missed": s["missed"], "spurious": s["spurious"], "review": s["review"]}  # fmt: skip
     for kind in ("comb", "open"):  # spurious and missed are whole-page figures: only above
         result[kind] = figures(score(preds, [t for t in truth if t["kind"] == kind and t["value"]], reject))
     scan_kind = {id(t): t["file"].split("/")[1] for t in truth}  # the set's subfolder: real, skew, fax

@@ -3,6 +3,7 @@
     python benchmarks/scan_bench.py --pages 60 --seed 8000 --out /tmp/fd-bench
     python benchmarks/scan_bench.py --out /tmp/fd-bench --repeat 2000      # memory: 2,000 pages
     python benchmarks/scan_bench.py --out /tmp/fd-bench --peer tesseract   # plus Tesseract 5
+    python benchmarks/scan_bench.py --mix held-out --pages 100 --seed 9400 --out /tmp/fd-held  # the held-out family
 
 Generates (or reuses) a mixed set of pages with the synthesizer - realistic
 colour scans (PNG, JPEG, TIFF, PDF), skewed scans (up to 5 degrees) and bitonal
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -35,19 +37,25 @@ from formdigits.pages import count_pages, read_page
 from formdigits.parallel import available_cores, ordered_map
 from formdigits.pipeline import expand_paths
 from formdigits.score import read_rows, score
-from formdigits.synth import generate
+from formdigits.synth import HELD_OUT, STYLE_PRESETS, generate
 
-MIX = (  # (subfolder, share of pages, style, formats, pages per file)
-    ("real", 0.6, "realistic", ("png", "jpg", "tif", "pdf"), 2),
-    ("skew", 0.25, "skewed", ("jpg", "png"), 1),
-    ("fax", 0.15, "fax", ("tif",), 3),
-)
+MIXES = {  # (subfolder, share of pages, style, formats, pages per file)
+    "classic": (
+        ("real", 0.6, "realistic", ("png", "jpg", "tif", "pdf"), 2),
+        ("skew", 0.25, "skewed", ("jpg", "png"), 1),
+        ("fax", 0.15, "fax", ("tif",), 3),
+    ),
+    # every style family drawn per field, resolution and scan kind per page; the held-out kinds left out
+    "varied": (("varied", 1.0, "varied", ("png", "jpg", "tif", "pdf"), 2),),
+    # the held-out family (synth.HELD_OUT) on every field it can be: never used while tuning
+    "held-out": (("held-out", 1.0, replace(STYLE_PRESETS["varied"], **HELD_OUT), ("png", "jpg", "tif", "pdf"), 2),),
+}
 
 
-def make(out, pages, seed):
+def make(out, pages, seed, mix="classic"):
     out.mkdir(parents=True, exist_ok=True)
     truth = []
-    for i, (sub, share, style, formats, per_file) in enumerate(MIX):
+    for i, (sub, share, style, formats, per_file) in enumerate(MIXES[mix]):
         n = max(1, round(pages * share))
         rows = generate(out / sub, n, seed + i, None, style, formats, per_file)
         truth += [{**r, "file": f"{sub}/{r['file']}"} for r in rows]
@@ -139,6 +147,8 @@ def main():
     ap.add_argument("--pages", type=int, default=60)
     ap.add_argument("--seed", type=int, default=7000)
     ap.add_argument("--out", type=Path, default=Path("/tmp/formdigits-bench"))
+    ap.add_argument("--mix", choices=sorted(MIXES), default="classic", help="which pages to make (see MIXES)")
+    ap.add_argument("--readers", choices=["both", "cut"], default="both", help="passed to scan")
     ap.add_argument("--model", default=None)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--workers", type=int, default=None, help="passed to scan [default: the tool's default]")
@@ -149,7 +159,7 @@ def main():
 
     if not (a.out / "truth.csv").is_file():
         t = time.perf_counter()
-        make(a.out, a.pages, a.seed)
+        make(a.out, a.pages, a.seed, a.mix)
         print(f"generated pages in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     files = expand_paths([str(a.out)], recursive=True)
     workers = available_cores() if a.workers is None else a.workers
@@ -166,7 +176,7 @@ def main():
                 if n >= a.repeat:
                     break
     csv_out = a.out.with_suffix(".csv")
-    cmd = ["formdigits", "scan", "-", "-o", str(csv_out), "-q", "--device", a.device]
+    cmd = ["formdigits", "scan", "-", "-o", str(csv_out), "-q", "--device", a.device, "--readers", a.readers]
     if a.workers is not None:
         cmd += ["--workers", str(a.workers)]
     if a.model:
@@ -197,8 +207,8 @@ def main():
             "fields": s["fields"], "truth_digits": s["digits"],
             "field_accuracy": round(s["field_accuracy"], 4), "digit_accuracy": round(s["digit_accuracy"], 4),
             "error_at_reject": {k: round(v, 4) for k, v in s["error_at_reject"].items()},
+            "accepted": round(s["accepted"], 4), "error_of_accepted": round(s["error_of_accepted"], 4),
             "missed": s["missed"], "spurious": s["spurious"], "review": s["review"],
-            "error_of_accepted": round(s["error_of_accepted"], 4),
         })  # fmt: skip
     if a.peer == "tesseract":
         if shutil.which("tesseract") is None:

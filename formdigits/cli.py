@@ -13,6 +13,7 @@ import click
 from . import __version__
 from .errors import FormdigitsError
 from .parallel import DEFAULT_PAGE_TIMEOUT
+from .synth import FAMILIES
 
 
 def library_errors(f):
@@ -80,13 +81,19 @@ def main():
 @click.option("-r", "--recursive", is_flag=True, help="Scan folders given as PATHS recursively.")
 @click.option("--model", type=click.Path(dir_okay=False),
               help="Exported ONNX model [default: the shipped model, its int8 twin on the CPU].")
+@click.option("--readers", type=click.Choice(["both", "cut"]), default="both", show_default=True,
+              help="both: every field is read by the cutting reader (digit by digit) and the sequence reader "
+                   "(the whole field at once); a field is accepted only when they agree. cut: the cutting reader "
+                   "alone (faster, less sure).")
+@click.option("--strip-model", type=click.Path(dir_okay=False),
+              help="Exported sequence reader (ONNX) [default: the shipped one].")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
               help="auto: CUDA when onnxruntime-gpu and a GPU are present, else CPU.")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1), help="Digits per inference batch.")
 @click.option("--min-confidence", default=0.9, show_default=True, type=click.FloatRange(0, 1),
-              help="Fields whose confidence (product of digit probabilities; 0 with a mark that is not a digit or "
-                   "ink left out) "
-                   "is lower get status 'review'.")
+              help="Fields whose confidence is lower get status 'review'. With both readers: how sure a reading "
+                   "is that both gave; with the cutting reader alone: the product of its digits' probabilities "
+                   "(0 with a mark that is not a digit or ink left out).")
 @click.option("--pdf-dpi", default="auto", show_default=True, type=PdfDpi(),
               help="Resolution at which PDF pages are rendered; auto: the resolution of the scan inside each page "
                    "(300 for pages without one).")
@@ -100,8 +107,8 @@ def main():
               "OUTPUT.partial and read only the rest.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, device line or summary.")
 @library_errors
-def scan(paths, output, fmt, templates, recursive, model, device, batch_size, min_confidence, pdf_dpi, workers,
-         page_timeout, debug_dir, resume, quiet):  # fmt: skip
+def scan(paths, output, fmt, templates, recursive, model, readers, strip_model, device, batch_size, min_confidence,
+         pdf_dpi, workers, page_timeout, debug_dir, resume, quiet):  # fmt: skip
     """Read the handwritten digits in the boxes of scanned forms into CSV.
 
     PATHS are image files (PNG, JPEG, BMP, TIFF incl. multi-page, PDF),
@@ -134,6 +141,7 @@ def scan(paths, output, fmt, templates, recursive, model, device, batch_size, mi
     from .output import open_output
     from .parallel import available_cores
     from .pipeline import expand_paths, iter_scan, quiet_opencv, reuse_memory
+    from .sequence import StripReader
     from .template import load as load_template
 
     files = expand_paths(paths, recursive)
@@ -148,9 +156,12 @@ def scan(paths, output, fmt, templates, recursive, model, device, batch_size, mi
     if workers is None:
         workers = available_cores()
     # the workers keep the cores busy with pages; inference here gets what is left, at least one thread
-    clf = Classifier(model, device=device, batch_size=batch_size, threads=max(1, available_cores() - workers))
+    threads = max(1, available_cores() - workers)
+    clf = Classifier(model, device=device, batch_size=batch_size, threads=threads)
+    strips = StripReader(strip_model, device=device, threads=threads) if readers == "both" else None
     if not quiet:
-        click.echo(f"formdigits: {clf.path.name} on ONNX Runtime {clf.device.upper()} ({clf.provider}), "
+        also = f" and {strips.path.name}" if strips else ""
+        click.echo(f"formdigits: {clf.path.name}{also} on ONNX Runtime {clf.device.upper()} ({clf.provider}), "
                    f"{workers or 'no'} worker processes", err=True)  # fmt: skip
     bar = tqdm(total=len(files), unit="page", disable=True if quiet else None, file=sys.stderr, dynamic_ncols=True)
     seen_files = set()
@@ -171,7 +182,8 @@ def scan(paths, output, fmt, templates, recursive, model, device, batch_size, mi
                            else f"formdigits: nothing to resume in {output}.partial: reading every page", err=True)  # fmt: skip
             for work in iter_scan(files, classifier=clf, min_confidence=min_confidence, pdf_dpi=pdf_dpi,
                                   on_page=on_page, keep_images=bool(debug_dir), workers=workers,
-                                  page_timeout=page_timeout, skip=writer.done, templates=forms):  # fmt: skip
+                                  page_timeout=page_timeout, skip=writer.done, templates=forms,
+                                  readers=readers, strip_reader=strips):  # fmt: skip
                 pages += 1
                 writer.write_page(work.rows)
                 for row in work.rows:
@@ -252,9 +264,12 @@ def score(predictions, truth, reject, as_json, plot):
     """Score a scan's PREDICTIONS.csv against TRUTH.csv.
 
     Fields are matched by position (a predicted box's centre inside a truth
-    box). Reports field accuracy, digit accuracy (edit distance), missed and
-    spurious fields, and the field error after rejecting the least confident
-    fields (the error-reject curve).
+    box). Reports field accuracy, digit accuracy (edit distance), and the
+    three figures staff are planned by: the share of fields accepted without
+    review (status ok or empty), the error among them, and the fields missed
+    (no row at all); then spurious fields and the field error after rejecting
+    the least confident fields (the error-reject curve; --plot marks the
+    scan's own operating point on it).
     """
     from .score import curve, plot_curve, read_rows, score as run
 
@@ -267,14 +282,15 @@ def score(predictions, truth, reject, as_json, plot):
     pred_rows, truth_rows = read_rows(predictions), read_rows(truth)
     r = run(pred_rows, truth_rows, rates)
     if plot:
-        plot_curve(curve(pred_rows, truth_rows), plot)
+        points, operating = curve(pred_rows, truth_rows)
+        plot_curve(points, plot, operating=operating)
     if as_json:
         click.echo(json.dumps(r))
         return
     click.echo(f"fields {r['fields']}: field accuracy {r['field_accuracy']:.2%}, digit accuracy "
                f"{r['digit_accuracy']:.2%} ({r['digits']} digits)")
-    click.echo(f"missed {r['missed']}, spurious {r['spurious']}, review {r['review']} "
-               f"(error among fields not sent to review: {r['error_of_accepted']:.2%})")
+    click.echo(f"accepted without review {r['accepted']:.2%} of fields, wrong among accepted "
+               f"{r['error_of_accepted']:.2%}, missed {r['missed']} (review {r['review']}, spurious {r['spurious']})")
     click.echo("field error at reject rate: " + ", ".join(
         f"{float(k):.0%}: {v:.2%}" for k, v in r["error_at_reject"].items()))
 
@@ -283,8 +299,14 @@ def score(predictions, truth, reject, as_json, plot):
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("-n", "--pages", default=10, show_default=True, type=click.IntRange(1), help="Pages to make.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--style", type=click.Choice(["clean", "realistic", "skewed", "fax"]), default="realistic",
-              show_default=True, help="Preset of realism knobs (see formdigits.synth.STYLE_PRESETS).")
+@click.option("--style", type=click.Choice(["clean", "realistic", "skewed", "fax", "varied"]), default="realistic",
+              show_default=True, help="Preset of realism knobs (see formdigits.synth.STYLE_PRESETS); varied draws "
+              "separators, spacing, pens, resolution and scan kind per field or page, the held-out kinds left out.")
+@click.option("--separators", type=click.Choice(("random",) + FAMILIES["separators"]),
+              help="Comb separators of every comb field (overrides the style's).")
+@click.option("--spacing", type=click.Choice(("random",) + FAMILIES["spacing"]),
+              help="Spacing of the digits in every open field (overrides the style's). crowded is the held-out family.")
+@click.option("--pen", type=click.Choice(("random",) + FAMILIES["pen"]), help="Pen of every digit (overrides the style's).")
 @click.option("--formats", default="png", show_default=True,
               help="Comma-separated file formats to cycle through: png, jpg, bmp, tif, pdf.")
 @click.option("--pages-per-file", default=1, show_default=True, type=click.IntRange(1),
@@ -292,7 +314,7 @@ def score(predictions, truth, reject, as_json, plot):
 @click.option("--dpi", type=click.IntRange(72, 600), help="Override the style's resolution.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="MNIST folder [default: $FORMDIGITS_MNIST_DIR or cache].")
 @library_errors
-def synth(out_dir, pages, seed, style, formats, pages_per_file, dpi, data_dir):
+def synth(out_dir, pages, seed, style, separators, spacing, pen, formats, pages_per_file, dpi, data_dir):
     """Make synthetic scanned forms with known answers (OUT_DIR/truth.csv).
 
     Handwriting comes from the MNIST *test* digits, so a model trained on the
@@ -305,7 +327,8 @@ def synth(out_dir, pages, seed, style, formats, pages_per_file, dpi, data_dir):
     bad = [f for f in fmts if f not in ("png", "jpg", "jpeg", "bmp", "tif", "tiff", "pdf")]
     if bad or not fmts:
         raise click.BadParameter(f"unsupported format(s): {', '.join(bad) or formats!r}", param_hint="--formats")
-    overrides = {"dpi": dpi} if dpi else {}
+    overrides = {"dpi": dpi, "dpi_choices": ()} if dpi else {}
+    overrides.update({k: v for k, v in (("separators", separators), ("spacing", spacing), ("pen", pen)) if v})
     rows = generate(out_dir, pages, seed, DigitSource(*load_mnist("test", data_dir)), style, fmts, pages_per_file,
                     **overrides)  # fmt: skip
     click.echo(f"wrote {pages} pages with {len(rows)} fields to {out_dir} (truth in {out_dir}/truth.csv)", err=True)
@@ -318,8 +341,13 @@ def synth(out_dir, pages, seed, style, formats, pages_per_file, dpi, data_dir):
               help="Your own labelled crops to train on as well: DIR/<digit>/*.png (and DIR/reject/ for non-digits).")
 @click.option("-o", "--out-dir", default="export", show_default=True, type=click.Path(file_okay=False),
               help="Where the checkpoint, ONNX model, metrics.json and plots go.")
-@click.option("--epochs", default=40, show_default=True, type=click.IntRange(1))
-@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
+@click.option("--reader", type=click.Choice(["digit", "strip", "both"]), default="both", show_default=True,
+              help="Which model to train: digit (the cutting reader's digit CNN), strip (the sequence reader, "
+                   "a CRNN trained with CTC on digit strings composed from MNIST train digits), or both.")
+@click.option("--epochs", default=40, show_default=True, type=click.IntRange(1), help="Digit CNN: epochs.")
+@click.option("--steps", default=6000, show_default=True, type=click.IntRange(1),
+              help="Sequence reader: training steps of 64 composed strings.")
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1), help="Digit CNN: batch size.")
 @click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(0, min_open=True), help="Peak learning rate.")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
               help="auto: CUDA when PyTorch sees a GPU (mixed precision), else CPU.")
@@ -334,26 +362,36 @@ def synth(out_dir, pages, seed, style, formats, pages_per_file, dpi, data_dir):
 @click.option("--resume", is_flag=True, help="Continue from OUT_DIR/checkpoint.pt with its saved settings.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @library_errors
-def train(data_dir, extra_data, out_dir, epochs, batch_size, lr, device, seed, val_size, limit, test_limit, workers,
-          download, resume, quiet):
-    """Train the digit CNN on MNIST redrawn as scanned form crops, and export it to ONNX.
+def train(data_dir, extra_data, out_dir, reader, epochs, steps, batch_size, lr, device, seed, val_size, limit,
+          test_limit, workers, download, resume, quiet):  # fmt: skip
+    """Train the two readers' models and export them to ONNX (CUDA when PyTorch sees a GPU).
 
     \b
-    Writes into OUT_DIR: checkpoint.pt, formdigits.onnx, formdigits-int8.onnx
-    (its int8 twin, which the scanner runs on CPUs), metrics.json, curves.png
-    (training curves) and confusion.png (MNIST test set).
+    The digit CNN (MNIST redrawn as scanned form crops) writes into OUT_DIR:
+    checkpoint.pt, formdigits.onnx, formdigits-int8.onnx (its int8 twin, which
+    the scanner runs on CPUs), metrics.json, curves.png and confusion.png.
+    The sequence reader (digit strings composed from MNIST train digits, widely
+    randomised: spacing, pens, slant, separators, marks, scan kinds) writes
+    strip-checkpoint.pt, strip-reader.onnx and strip-metrics.json; it takes
+    about an hour on two CPU cores at the default --steps.
     """
     _need_torch("train")
-    from .train.loop import TrainConfig, train as run
+    if reader in ("digit", "both"):
+        from .train.loop import TrainConfig, train as run
 
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed, val_size=val_size,
-                         limit=limit, test_limit=test_limit, workers=workers)
-    metrics = run(out_dir, data_dir, extra_data, config, resume=resume, download=download, progress=not quiet)
-    click.echo(
-        f"test accuracy {metrics['test_accuracy']:.2%} on {metrics['test_n']} MNIST test digits; "
-        f"non-digits rejected {metrics['nondigit_rejected']:.1%}; model: {out_dir}/formdigits.onnx",
-        err=True,
-    )
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed, val_size=val_size,
+                             limit=limit, test_limit=test_limit, workers=workers)  # fmt: skip
+        metrics = run(out_dir, data_dir, extra_data, config, resume=resume, download=download, progress=not quiet)
+        click.echo(f"test accuracy {metrics['test_accuracy']:.2%} on {metrics['test_n']} MNIST test digits; "
+                   f"non-digits rejected {metrics['nondigit_rejected']:.1%}; model: {out_dir}/formdigits.onnx",
+                   err=True)  # fmt: skip
+    if reader in ("strip", "both"):
+        from .train.seqloop import StripTrainConfig, train_strips
+
+        config = StripTrainConfig(steps=steps, device=device, seed=seed, workers=workers)
+        metrics = train_strips(out_dir, data_dir, config, resume=resume, download=download, progress=not quiet)
+        click.echo(f"held-back strings read exactly {metrics['string_accuracy']:.2%} ({metrics['strings']} strings, "
+                   f"digits {metrics['digit_accuracy']:.2%}); model: {out_dir}/strip-reader.onnx", err=True)  # fmt: skip
 
 
 @main.command()

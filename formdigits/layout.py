@@ -151,7 +151,7 @@ def _thickness(roi):
 def _comb_cells(roi, line):
     """Cell x-ranges (relative to the box) if the box is a comb, else []."""
     h, w = roi.shape
-    run = max(3, round(0.22 * h))
+    run = max(3, round(0.1 * h))  # short comb ticks count: a tenth of the box height
     bottom = h - line - 1
     band = cv2.dilate(roi[bottom - run : bottom].view(np.uint8), np.ones((1, 3), np.uint8)) > 0
     cols = band.all(0)

@@ -25,9 +25,11 @@ import numpy as np
 
 from .classifier import Classifier
 from .layout import analyze
+from .preprocess import preprocess_strip
 from .pages import IMAGE_SUFFIXES, PageError, count_pages, read_page
 from .parallel import DEFAULT_PAGE_TIMEOUT, WorkerFailure, ordered_map
 from .recognize import ORIENTATION_SAMPLE, Inputs, read, upside_down
+from .sequence import StripReader
 from .segment import cut_field, ink_image, line_ink
 from .template import MIN_QUALITY, field_boxes, register
 
@@ -42,6 +44,7 @@ class _PageWork:
     page: int
     boxes: list = field(default_factory=list)  # (x, y, w, h, kind) in original page pixels
     fields: list = field(default_factory=list)  # per box: (notes, slots); slots as FieldCut.shapes() gives them
+    strips: list = field(default_factory=list)  # per box: its strip and wide strip, ready for the sequence reader
     crops: list = None  # every digit crop (uint8 ink), in slot order
     image: object = None  # kept only for debug pictures
     error: str = ""
@@ -82,6 +85,7 @@ class PageTask(NamedTuple):
     error: str = ""
     turn: int = 0  # degrees to turn the page clockwise before reading it
     templates: tuple = ()  # read exactly the fields of the best-matching one of these forms
+    strip_params: object = None  # the sequence reader's StripParams (None: no second reader)
 
 
 def analyse_page(task):
@@ -112,6 +116,7 @@ def analyse_page(task):
             cut = cut_field(ink, box, line_level)
             work.boxes.append((*layout.original_box(box), box.kind))
             work.fields.append((cut.notes, cut.shapes()))
+            work.strips.append(_strips(cut, task.strip_params))
             for slot in cut.slots:
                 if slot.crops:
                     work.slot_firsts.append(len(crops))
@@ -119,11 +124,20 @@ def analyse_page(task):
         work.crops = crops
         work.turned = layout.turned
     except Exception as e:  # a page that breaks the analysis must not stop the batch
-        work.boxes, work.fields = [], []
+        work.boxes, work.fields, work.strips = [], [], []
         work.error = f"{file}: page {number}: analysis failed: {type(e).__name__}: {e}"
     if task.keep_image:
         work.image = page.image
     return work
+
+
+def _strips(cut, params):
+    """A field's strip and wide strip, preprocessed for the sequence reader, as uint8 (a quarter the bytes to
+    send back from a worker); None where there is none."""
+    if params is None:
+        return None, None
+    return tuple(None if s is None else (preprocess_strip(s, params) * 255).round().astype(np.uint8)
+                 for s in (cut.strip, cut.wide))  # fmt: skip
 
 
 def _template_boxes(work, layout, templates):
@@ -169,7 +183,7 @@ def quiet_opencv():
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
-def plan_pages(paths, pdf_dpi="auto", keep_images=False, skip=None, templates=()):
+def plan_pages(paths, pdf_dpi="auto", keep_images=False, skip=None, templates=(), strip_params=None):
     """One :class:`PageTask` per page of every file; an unusable file is one task carrying its error.
 
     ``skip`` counts pages done in an earlier, interrupted run, by ``(file, page)``:
@@ -188,12 +202,13 @@ def plan_pages(paths, pdf_dpi="auto", keep_images=False, skip=None, templates=()
             if skip.get((str(path), number), 0) > 0:
                 skip[(str(path), number)] -= 1  # done once already (a file may be listed twice)
                 continue
-            yield PageTask(str(path), number, pdf_dpi, keep_images, error, 0, tuple(templates))
+            yield PageTask(str(path), number, pdf_dpi, keep_images, error, 0, tuple(templates), strip_params)
 
 
 def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=DEFAULT_MIN_CONFIDENCE,
               pdf_dpi="auto", classifier=None, on_page=None, keep_images=False, workers=0,
-              page_timeout=DEFAULT_PAGE_TIMEOUT, skip=None, templates=()):  # fmt: skip
+              page_timeout=DEFAULT_PAGE_TIMEOUT, skip=None, templates=(), readers="both", strip_model=None,
+              strip_reader=None):  # fmt: skip
     """Yield one analysed page (``work.rows`` filled in) at a time, in input order.
 
     Pages are read and analysed by ``workers`` processes (0: in this process);
@@ -205,15 +220,20 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
     counted in ``skip`` (see ``plan_pages``) are not read at all. With
     ``templates`` (:class:`~formdigits.template.Template`), each page is matched
     to the best one and exactly its fields are read, named, and checked against
-    their rules.
+    their rules. ``readers``: ``both`` (the default) reads every field with the
+    cutting reader and the sequence reader (``strip_model``, default the shipped
+    one) and decides from both (see ``decide``); ``cut`` with the cutting reader alone.
     """
+    if readers not in ("both", "cut"):
+        raise ValueError(f"readers must be both or cut, got {readers!r}")
     clf = classifier or Classifier(model, device=device, batch_size=batch_size)
-    tasks = plan_pages(paths, pdf_dpi, keep_images, skip, templates)
+    strips = strip_reader or (StripReader(strip_model, device=device) if readers == "both" else None)
+    tasks = plan_pages(paths, pdf_dpi, keep_images, skip, templates, strips.params if strips else None)
     pending, x = [], Inputs(clf.params)
 
     def flush():
         nonlocal x
-        probs = read(clf, x, pending, min_confidence)
+        probs = read(clf, x, pending, min_confidence, strips)
         samples = [work.first_crop + np.array(work.slot_firsts[:ORIENTATION_SAMPLE] if work.task.turn == 0 else [], int)
                    for work in pending]  # a page already turned round is not judged again
         flipped = upside_down(clf, probs, x, samples)
@@ -221,7 +241,7 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
             if turned_round:
                 # upside down: read it again here, turned round (rare, so not worth a worker's round trip)
                 work = analyse_page(work.task._replace(turn=(work.turned + 180) % 360))
-                read(clf, Inputs(clf.params, work.crops or []), [work], min_confidence)
+                read(clf, Inputs(clf.params, work.crops or []), [work], min_confidence, strips)
             work.crops = None
             yield work
         pending.clear()

@@ -93,3 +93,63 @@ def preprocess_batch(crops, params=DEFAULT_PARAMS):
     for i, crop in enumerate(crops):
         batch[i, 0] = preprocess(crop, params)
     return batch
+
+
+@dataclass(frozen=True)
+class StripParams:
+    """How a field's ink strip becomes the sequence reader's input (travels in its ONNX metadata)."""
+
+    height: int = 32  # rows of the network input
+    pad: int = 2  # paper rows above and below the ink (and columns left and right)
+    max_width: int = 512  # wider strips are squeezed to this many columns
+    threshold: int = 64  # ink level (0-255, after contrast stretch) that counts for the bounding box
+    min_ink: int = 32  # a strip whose darkest ink is fainter than this is blank
+
+    def to_dict(self):
+        return asdict(self)
+
+
+DEFAULT_STRIP = StripParams()
+
+
+def preprocess_strip(strip, params=DEFAULT_STRIP):
+    """Return the ``(height, W)`` float32 input in [0, 1] of the sequence reader for one ink strip.
+
+    The ONE strip function shared by training and scanning. The strip (2-D
+    ``uint8`` ink, as :func:`preprocess` takes) is contrast stretched, cut to its
+    ink's bounding box, scaled (aspect kept) so that the box is ``height - 2 pad``
+    rows tall, and padded with paper: ``W`` is at least ``height`` and at most
+    ``max_width`` (a longer strip is squeezed). A blank strip gives ``(height, height)`` zeros.
+    """
+    if not isinstance(strip, np.ndarray) or strip.ndim != 2:
+        raise ValueError(f"strip must be a 2-D array, got {getattr(strip, 'shape', type(strip))}")
+    if strip.dtype != np.uint8:
+        raise ValueError(f"strip must be uint8 ink (0 paper, 255 ink), got dtype {strip.dtype}")
+    h, pad = params.height, params.pad
+    peak = int(strip.max()) if strip.size else 0
+    if peak < params.min_ink:
+        return np.zeros((h, h), np.float32)
+    if peak < 255:
+        strip = cv2.convertScaleAbs(strip, alpha=255.0 / peak)
+    x, y, w, bh = cv2.boundingRect((strip >= params.threshold).view(np.uint8))
+    if w == 0 or bh == 0:
+        return np.zeros((h, h), np.float32)
+    inner = h - 2 * pad
+    scale = inner / bh
+    nw = min(max(1, round(w * scale)), params.max_width - 2 * pad)
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    ink = cv2.resize(strip[y : y + bh, x : x + w], (nw, inner), interpolation=interp)
+    out = np.zeros((h, max(h, nw + 2 * pad)), np.float32)
+    out[pad : pad + inner, pad : pad + nw] = ink * np.float32(1 / 255)
+    return out
+
+
+def strip_batch(strips, params=DEFAULT_STRIP, multiple=4):
+    """Stack preprocessed strips ``(height, W_i)`` into ``(N, 1, height, W)`` (W: the widest, rounded up
+    to ``multiple``; the rest padded with paper on the right) and their widths."""
+    widths = np.array([s.shape[1] for s in strips], np.int64)
+    width = -(-int(widths.max(initial=params.height)) // multiple) * multiple
+    batch = np.zeros((len(strips), 1, params.height, width), np.float32)
+    for i, s in enumerate(strips):
+        batch[i, 0, :, : s.shape[1]] = s
+    return batch, widths

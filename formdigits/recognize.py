@@ -28,6 +28,7 @@ import numpy as np
 
 from .choose import first_path, first_wins, read_digits, read_slot
 from .classifier import REJECT, reject_index
+from .decide import decide
 from .output import Row
 from .preprocess import preprocess
 from .segment import CUT_NOTE, more_pieces, piece_shape
@@ -190,47 +191,66 @@ def second_look(clf, x, probs, paths):
     return probs
 
 
-def make_rows(work, probs, paths, labels, min_confidence, shares=None):
+def make_rows(work, probs, paths, labels, min_confidence, shares=None, readings=None):
     """The page's rows, from the classifier's answers and each slot's chosen crops and how sure
-    the cuts are (see :func:`choose_paths`)."""
+    the cuts are (see :func:`choose_paths`), and, where given, the sequence reader's readings of
+    each field's strip and wide strip (see ``decide``)."""
     if work.error:
         return [Row(work.file, work.page, error=work.error, form=work.form)]
     rows = []
     reject = reject_index(labels)
     shares = shares or [[1.0] * len(chosen) for chosen in paths]
-    for n, ((x, y, w, h, kind), (cut_notes, _), chosen, sure) in enumerate(zip(work.boxes, work.fields, paths, shares), 1):
-        digits, confs, notes, marks = [], [], list(cut_notes), 0
+    readings = readings or [(None, None)] * len(paths)
+    fields = zip(work.boxes, work.fields, paths, shares, readings)
+    for n, ((x, y, w, h, kind), (cut_notes, _), chosen, sure, (seq, wide)) in enumerate(fields, 1):
+        digits, confs, rows_p, notes, marks = [], [], [], list(cut_notes), 0
         for k, (slot, share) in enumerate(zip(chosen, sure), 1):
             for p in probs[slot]:
                 top = int(p.argmax())
+                rows_p.append(p)
                 if top == reject:
                     marks += 1
                     notes.append(f"{'cell' if kind == 'comb' else 'mark'} {k}: not a digit")
                 else:
                     digits.append(labels[top])
                     confs.append(float(p[top]) * share ** (1 / len(slot)))  # the cut's doubt shared by its digits
-        # a mark that is no digit (or several digits run together), or ink left out, leaves the value
-        # incomplete: no confidence
-        incomplete = marks or CUT_NOTE in cut_notes
-        confidence = 0.0 if incomplete else math.prod(confs) if confs else 1.0
-        if work.rules and (digits or marks):
-            notes += broken_rules("".join(digits), work.rules[n - 1])
-        if not digits and not marks:
+        value = "".join(digits)
+        if seq is not None and (digits or marks):
+            value, confidence, confs, notes = decide(value, confs, rows_p, notes, seq, wide)
+        else:
+            # a mark that is no digit (or several digits run together), or ink left out, leaves the value
+            # incomplete: no confidence
+            incomplete = marks or CUT_NOTE in cut_notes
+            confidence = 0.0 if incomplete else math.prod(confs) if confs else 1.0
+        if work.rules and (value or marks):
+            notes += broken_rules(value, work.rules[n - 1])
+        if not value and not marks:
             status = "empty"
         elif notes or confidence < min_confidence:
             status = "review"
-            if confidence < min_confidence and digits and not incomplete:
+            if confidence < min_confidence and value and confidence > 0:
                 notes.append(f"low confidence {confidence:.2f}")
         else:
             status = "ok"
         name = work.names[n - 1] if work.names else n
-        rows.append(Row(work.file, work.page, name, x, y, w, h, "".join(digits), confidence, confs, status,
+        rows.append(Row(work.file, work.page, name, x, y, w, h, value, confidence, confs, status,
                         "; ".join(notes), kind, work.form))  # fmt: skip
     return rows
 
 
-def read(clf, x, works, min_confidence):
-    """Classify the crops of ``works`` (stacked in ``x``), choose each slot's reading, fill in their rows.
+def read_strips(reader, works):
+    """The sequence reader's ``(strip, wide strip)`` readings for every field of ``works`` (None where a
+    field has none), all read in one batch; None for every page when there is no reader."""
+    if reader is None:
+        return [None] * len(works)
+    inputs = [s for work in works for pair in work.strips for s in pair if s is not None]
+    found = iter(reader.read_inputs(inputs))
+    return [[tuple(None if s is None else next(found) for s in pair) for pair in work.strips] for work in works]
+
+
+def read(clf, x, works, min_confidence, strips=None):
+    """Classify the crops of ``works`` (stacked in ``x``), choose each slot's reading, read the fields'
+    strips with ``strips`` (a :class:`~formdigits.sequence.StripReader`, or None), fill in their rows.
 
     Returns the classifier's first answers for every crop.
     """
@@ -240,6 +260,6 @@ def read(clf, x, works, min_confidence):
     if len(x):
         probs, chosen = read_marks(clf, x, works, probs, chosen)
     final = second_look(clf, x, probs, [f for page, _ in chosen for f in page]) if len(x) else None
-    for work, (page, shares) in zip(works, chosen):
-        work.rows = make_rows(work, final, page, clf.labels, min_confidence, shares)
+    for work, (page, shares), readings in zip(works, chosen, read_strips(strips, works)):
+        work.rows = make_rows(work, final, page, clf.labels, min_confidence, shares, readings)
     return probs

@@ -105,18 +105,20 @@ def score(predictions, truth, reject_rates=DEFAULT_REJECT_RATES):
         total = len(kept) + missed_wrong
         result["error_at_reject"][f"{r:g}"] = wrong / total if total else 0.0
     ok = [f for f in fields if f[4] in ("ok", "empty")]
+    result["accepted"] = len(ok) / n if n else 0.0  # the share a person need not look at
     result["error_of_accepted"] = sum(1 for f in ok if not f[0]) / len(ok) if ok else 0.0
     return result
 
 
 def curve(predictions, truth, steps=50):
-    """(reject rate, error) points for a plot."""
+    """``(points, operating point)``: (reject rate, error) points for a plot, and the scan's own
+    (share sent to review or missed, error among accepted)."""
     rates = [i / steps * 0.5 for i in range(steps + 1)]
     r = score(predictions, truth, rates)
-    return [(float(k), v) for k, v in r["error_at_reject"].items()]
+    return [(float(k), v) for k, v in r["error_at_reject"].items()], (1 - r["accepted"], r["error_of_accepted"])
 
 
-def plot_curve(points, path, title="Error-reject curve"):
+def plot_curve(points, path, title="Error-reject curve", operating=None):
     try:
         import matplotlib
 
@@ -125,7 +127,11 @@ def plot_curve(points, path, title="Error-reject curve"):
     except ImportError:
         raise DataError("--plot needs matplotlib: pip install matplotlib") from None
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([100 * r for r, _ in points], [100 * e for _, e in points], marker=".")
+    ax.plot([100 * r for r, _ in points], [100 * e for _, e in points], marker=".", label="rejecting the least confident")
+    if operating is not None:
+        ax.plot([100 * operating[0]], [100 * operating[1]], "o", color="C3",
+                label=f"this scan: {1 - operating[0]:.1%} accepted, {operating[1]:.2%} of them wrong")  # fmt: skip
+        ax.legend(fontsize=8)
     ax.set(xlabel="fields rejected for review, %", ylabel="field error among accepted, %", title=title)
     ax.grid(alpha=0.3)
     fig.tight_layout()

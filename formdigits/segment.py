@@ -69,6 +69,8 @@ class FieldCut:
 
     slots: list
     notes: list = field(default_factory=list)  # what looked odd while cutting
+    strip: np.ndarray = None  # the field's ink, lines erased (strokes across them put back): the sequence reader's
+    wide: np.ndarray = None  # the same with the ink across the box line that was left out (only when some was)
 
     def crops(self):
         """Every crop of every slot, in order (what the classifier must see)."""
@@ -124,6 +126,7 @@ class _Window:
     labels: np.ndarray = None
     stats: np.ndarray = None
     cut: bool = False  # a sizeable piece of ink across the box line was left out
+    outside: list = field(default_factory=list)  # the blobs of that ink
     line_level: int = 255  # ink up to this on the lines is the lines' own
 
     @property
@@ -263,6 +266,7 @@ def _assign(w, box):
             cell[i] = cell[others[np.argmax(size[others])]]
         elif cell[i] < 0 and size[i] >= 0.02 * h * h:
             w.cut = True  # ink that crosses the box line and belongs to nothing inside
+            w.outside.append(int(i))
     return cell
 
 
@@ -312,6 +316,13 @@ def _crop(w, ids):
         k = np.ones((w.reach, w.reach), np.uint8)
         mask = mask | ((cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_CLOSE, k) > 0) & band)
     return np.where(mask, w.orig[y0:y1, x0:x1], 0).astype(np.uint8, copy=False)
+
+
+def _field_cut(w, slots, ids):
+    """The :class:`FieldCut` of a window whose field ink is the blobs ``ids``."""
+    ids = list(ids)
+    return FieldCut(slots, [CUT_NOTE] if w.cut else [], _crop(w, ids) if ids else None,
+                    _crop(w, ids + w.outside) if w.cut else None)  # fmt: skip
 
 
 def _crossed(w, cell):
@@ -382,7 +393,7 @@ def cut_comb(ink, box, line_level=255):
             slots.append(slot)
             slots.extend(Slot() for _ in range(j - k))
         k = j + 1
-    return FieldCut(slots, [CUT_NOTE] if w.cut else [])
+    return _field_cut(w, slots, np.flatnonzero(cell >= 0))
 
 
 def _cut_points(crop, height, most=None):
@@ -562,7 +573,7 @@ def cut_open(ink, box, line_level=255):
     w = _window(ink, box, line_level)
     ids = np.flatnonzero(_assign(w, box) == 0)
     if not ids.size:
-        return FieldCut([], [CUT_NOTE] if w.cut else [])
+        return _field_cut(w, [], [])
     stats = w.stats
     # join pieces of one digit: a short piece overlapping a blob's x-range by half (a detached bar),
     # or blobs overlapping almost entirely; two tall digits side by side stay apart
@@ -593,7 +604,7 @@ def cut_open(ink, box, line_level=255):
         else:
             merged.append(g)
     slots = [_lattice(_crop(w, m), max(_height(stats, m), 0.8 * tall)) for _, _, m in merged]
-    return FieldCut(slots, [CUT_NOTE] if w.cut else [])
+    return _field_cut(w, slots, [i for _, _, m in merged for i in m])
 
 
 def cut_field(ink, box, line_level=255):

@@ -54,6 +54,22 @@ class PageStyle:
     jpeg_quality: int = 0  # 0: no JPEG round trip
     bitonal: bool = False  # fax-like black and white
     faint_line_prob: float = 0.0  # a field's box drawn faint and broken (a worn print, a light scan)
+    # style families, each "classic" (as the first synthesizer drew them), one of its kinds, or "random":
+    # drawn per field among the kinds not held out (see HELD_OUT)
+    separators: str = "classic"  # comb separators: full, half, ticks, grouped (full ones with ticks between), dotted
+    spacing: str = "classic"  # open fields: normal, wide, crowded (most neighbours touching or overlapping)
+    pen: str = "classic"  # thin (a ballpoint), normal, thick (a marker)
+    dpi_choices: tuple = ()  # a page's resolution drawn from these (empty: dpi)
+    bitonal_prob: float = 0.0  # a page scanned bitonal (fax-like), drawn per page
+
+
+FAMILIES = {
+    "separators": ("full", "half", "ticks", "grouped", "dotted"),
+    "spacing": ("normal", "wide", "crowded"),
+    "pen": ("thin", "normal", "thick"),
+}
+# the style family that no tuning ever sees: figures on it are reported beside the tuning sets' (BENCHMARKS.md)
+HELD_OUT = {"spacing": "crowded"}
 
 
 @dataclass
@@ -89,21 +105,38 @@ class DigitSource:
         return img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
-def _pen(digit, height, rng):
-    """A digit scaled smoothly to ``height`` px as ink coverage in [0, 1]."""
+def _pen(digit, height, rng, pen="classic"):
+    """A digit scaled smoothly to ``height`` px as ink coverage in [0, 1], written with ``pen``
+    (classic: now and then a little thicker or thinner; thin, normal, thick)."""
     h, w = digit.shape
     f = height / h
     w2 = max(2, round(w * f * rng.uniform(0.9, 1.1)))
     img = cv2.resize(digit, (w2, max(2, round(height))), interpolation=cv2.INTER_CUBIC)
-    if rng.random() < 0.3:  # pen width
+    if pen == "classic" and rng.random() < 0.3:  # pen width
         k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
         img = cv2.dilate(img, k) if rng.random() < 0.6 else cv2.erode(img, k)
+    elif pen != "classic":
+        img = _pen_width(img, height, pen, rng)
     a = np.deg2rad(rng.uniform(-8, 8))
     m = cv2.getRotationMatrix2D((w2 / 2, height / 2), np.rad2deg(a), 1.0)
     pad = int(0.2 * height)
     m[:, 2] += pad
     img = cv2.warpAffine(img, m, (w2 + 2 * pad, round(height) + 2 * pad), flags=cv2.INTER_LINEAR)
     return img.astype(np.float32) / 255
+
+
+def _pen_width(img, height, pen, rng):
+    """Redraw a digit's strokes at a pen's width: thin (a ballpoint, 1-2 % of the height), normal, thick."""
+    target = {"thin": rng.uniform(0.03, 0.06), "normal": rng.uniform(0.07, 0.1), "thick": rng.uniform(0.12, 0.17)}[pen]
+    mask = (img > 127).view(np.uint8)
+    perimeter = sum(cv2.arcLength(c, True) for c in cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)[0])
+    now = 2 * cv2.countNonZero(mask) / perimeter if perimeter else 1.0  # a stroke's width: area / half its outline
+    k = int(round(target * height - now))
+    if k == 0:
+        return img
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (abs(k) + 1, abs(k) + 1))
+    out = cv2.dilate(img, kernel) if k > 0 else cv2.erode(img, kernel)
+    return out if out.max() > 127 else img
 
 
 def _stamp(page, alpha, x, y, colour):
@@ -164,6 +197,14 @@ class _Drawer:
         self.page = np.empty((round(style.height_mm * self.mm), round(style.width_mm * self.mm), 3), np.uint8)
         self.page[:] = self.paper
 
+    def family(self, name):
+        """This field's kind of style family ``name`` (see :data:`FAMILIES`)."""
+        v = getattr(self.s, name)
+        if v != "random":
+            return v
+        kinds = [k for k in FAMILIES[name] if HELD_OUT.get(name) != k]
+        return kinds[self.rng.integers(len(kinds))]
+
     def faint(self):
         return self.s.faint_line_prob > 0 and self.rng.random() < self.s.faint_line_prob
 
@@ -202,9 +243,17 @@ class _Drawer:
         cw, ch = cell_w_mm * self.mm, self.px(cell_h_mm)
         x1 = x0 + round(n * cw)
         self.rect(x0, y0, x1, y0 + ch, faint=self.faint())
+        kind = ("half" if half else "full") if s.separators == "classic" else self.family("separators")
+        group = int(rng.integers(2, 4))
         for i in range(1, n):
             xi = x0 + round(i * cw)
-            cv2.line(self.page, (xi, y0 + ch - (ch // 3 if half else ch)), (xi, y0 + ch), self.line, self.lw)
+            rise = {"full": ch, "half": ch // 3, "dotted": ch, "ticks": ch // 5}.get(kind, ch if i % group == 0 else ch // 5)
+            if kind == "dotted":
+                for yy in range(y0, y0 + ch, max(3, self.lw * 3)):
+                    cv2.line(self.page, (xi, yy), (xi, yy + self.lw), self.line, self.lw)
+            else:
+                cv2.line(self.page, (xi, y0 + ch - rise), (xi, y0 + ch), self.line, self.lw)
+        pen = self.family("pen") if s.pen != "classic" else "classic"
         value = "" if rng.random() < s.empty_prob else _value(rng, int(rng.integers(1, n + 1)))
         first = n - len(value) if rng.random() < s.right_align_prob else 0
         for i, ch_ in enumerate(value):
@@ -217,7 +266,7 @@ class _Drawer:
                 else:
                     cx += cw * rng.choice([-1, 1]) * rng.uniform(0.12, 0.22)
             # a person writes a digit to fit its cell: written smaller (to MIN_SQUEEZE) when wider than 0.8 x the cell
-            alpha = _pen(self.digits.draw(int(ch_), rng), height, rng)
+            alpha = _pen(self.digits.draw(int(ch_), rng), height, rng, pen)
             self.stamp(_fit([alpha], [], 0.8 * cw - self.lw, height)[0][0], cx, cy)
         return TruthField("comb", x0, y0, x1 - x0 + 1, ch + 1, value, n)
 
@@ -228,9 +277,16 @@ class _Drawer:
         value = "" if rng.random() < s.empty_prob else _value(rng, k)
         height = (y1 - y0) * rng.uniform(0.55, 0.72)
         x = x0 + self.px(rng.uniform(2, 5))
-        pens = [_pen(self.digits.draw(int(c), rng), height, rng) for c in value]
+        pen = self.family("pen") if s.pen != "classic" else "classic"
+        pens = [_pen(self.digits.draw(int(c), rng), height, rng, pen) for c in value]
         # the gap to the previous digit's ink, in digit heights (negative = overlapping; the first is drawn, unused)
-        gaps = [rng.uniform(-0.12, 0.05) if rng.random() < s.overlap_prob else rng.uniform(0.1, 0.35) for _ in value]
+        spacing = self.family("spacing") if s.spacing != "classic" else "classic"
+        if spacing == "crowded":
+            gaps = [rng.uniform(-0.25, 0.02) if rng.random() < 0.8 else rng.uniform(0.02, 0.15) for _ in value]
+        elif spacing == "wide":
+            gaps = [rng.uniform(0.3, 0.8) for _ in value]
+        else:
+            gaps = [rng.uniform(-0.12, 0.05) if rng.random() < s.overlap_prob else rng.uniform(0.1, 0.35) for _ in value]
         pens, gaps = _fit(pens, [g * height for g in gaps[1:]], x1 - self.lw - x, height)
         for alpha, gap in zip(pens, [0.0] + gaps):
             cy = (y0 + y1) / 2 + rng.uniform(-0.06, 0.06) * (y1 - y0)
@@ -248,6 +304,10 @@ def make_page(digits, rng, style=PageStyle(), layout_seed=None):
     with ``layout_seed``, from its own generator: every page with the same
     ``layout_seed`` (and page size) is the same form, filled in differently.
     """
+    if style.dpi_choices:
+        style = replace(style, dpi=int(style.dpi_choices[rng.integers(len(style.dpi_choices))]))
+    if style.bitonal_prob and rng.random() < style.bitonal_prob:
+        style = replace(style, bitonal=True, line_colour="black")  # (dropout-colour lines vanish in a bitonal scan)
     d = _Drawer(style, rng, digits)
     lay = rng if layout_seed is None else np.random.default_rng(layout_seed)
     margin = 12.0
@@ -391,6 +451,10 @@ STYLE_PRESETS = {
     "realistic": PageStyle(rotation_max=3, scale_max=0.02, shift_max_mm=4, line_colour="random", jpeg_quality=80),
     "skewed": PageStyle(rotation_max=5, scale_max=0.03, shift_max_mm=6, line_colour="random"),
     "fax": PageStyle(dpi=200, rotation_max=2, bitonal=True, ink="black", line_colour="black", paper="white"),
+    # every family drawn per field (the held-out kinds left out), scan kinds and resolutions per page
+    "varied": PageStyle(rotation_max=4, scale_max=0.03, shift_max_mm=5, line_colour="random", jpeg_quality=75,
+                        separators="random", spacing="random", pen="random",
+                        dpi_choices=(200, 240, 300), bitonal_prob=0.2),
 }
 
 

@@ -125,3 +125,15 @@ def test_skew_is_found_when_a_frame_runs_off_the_page():
     m = cv2.getRotationMatrix2D((250, 200), 3, 1.0)
     layout = analyze(cv2.warpAffine(img, m, (500, 400), borderValue=235))
     assert layout.angle == pytest.approx(-3, abs=0.3) and len(layout.boxes) == 2
+
+
+@pytest.mark.parametrize("rises", [[12] * 5, [12, 12, 60, 12, 12], [60, 12, 60, 12, 60]])
+def test_combs_with_short_ticks_and_grouped_separators_are_combs(rises):
+    """Separators as short as a fifth of the box, mixed with full ones (dates, amounts grouped)."""
+    img = np.full((140, 380), 240, np.uint8)
+    cv2.rectangle(img, (40, 40), (339, 99), 20, 2)
+    for x, rise in zip(range(90, 340, 50), rises):
+        cv2.line(img, (x, 99 - rise), (x, 99), 20, 2)
+    (box,) = analyze(img).boxes
+    assert box.kind == "comb" and len(box.cells) == 6
+    assert [c0 for c0, _ in box.cells] == [40, 90, 140, 190, 240, 290]

@@ -71,6 +71,20 @@ def test_generated_pages_are_read(case, digits, tmp_path):
     for r in rows:
         if r.status == "empty":
             assert r.value == "" and r.confidence == 1.0
+        elif r.status == "review":
+            assert r.error  # says why
+        else:  # both readers gave this value, sure enough
+            assert r.status == "ok" and not r.error and r.confidence >= 0.9
+            assert len(r.digit_confidences) == len(r.value)
+
+
+def test_the_cutting_reader_alone_gives_the_product_of_its_digits(digits, tmp_path):
+    folder = make_set(tmp_path, digits, 0, SMALL, "p.png", pages=2)
+    rows = formdigits.scan([folder], device="cpu", readers="cut")
+    assert any(r.status == "ok" for r in rows)
+    for r in rows:
+        if r.status == "empty":
+            assert r.value == "" and r.confidence == 1.0
         elif CUT_NOTE in r.error or "not a digit" in r.error:  # the value is likely incomplete
             assert (r.confidence, r.status) == (0.0, "review")
         else:

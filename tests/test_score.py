@@ -56,7 +56,8 @@ def test_exact_scores(files):
     assert e["0.2"] == pytest.approx(2 / 4)  # 1 field rejected: the 0.60 one
     assert e["0.4"] == pytest.approx(1 / 3)  # 2 rejected
     assert e["0.6"] == pytest.approx(1 / 2)  # 3 rejected: the miss and "" remain
-    # accepted (ok/empty) fields: 123 right, "" right, 900 wrong
+    # accepted (ok/empty) fields: 123 right, "" right, 900 wrong; 46 went to review; the miss is no one's
+    assert r["accepted"] == pytest.approx(3 / 5)
     assert r["error_of_accepted"] == pytest.approx(1 / 3)
 
 
@@ -64,10 +65,13 @@ def test_cli_text_json_and_plot(files, tmp_path):
     pred, truth = files
     r = CliRunner().invoke(main, ["score", str(pred), str(truth), "--json", "--plot", str(tmp_path / "c.png")])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["field_accuracy"] == pytest.approx(0.4)
+    report = json.loads(r.stdout)
+    assert report["field_accuracy"] == pytest.approx(0.4) and report["accepted"] == pytest.approx(0.6)
+    assert report["error_of_accepted"] == pytest.approx(1 / 3) and report["missed"] == 1
     assert (tmp_path / "c.png").stat().st_size > 1000
     r = CliRunner().invoke(main, ["score", str(pred), str(truth), "--reject", "0,0.2"])
     assert "field accuracy 40.00%" in r.output and "20%: 50.00%" in r.output
+    assert "accepted without review 60.00% of fields, wrong among accepted 33.33%, missed 1" in r.output
     assert CliRunner().invoke(main, ["score", str(pred), str(truth), "--reject", "x"]).exit_code == 2
 
 

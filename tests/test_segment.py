@@ -203,3 +203,15 @@ def test_a_light_stroke_of_a_digit_is_kept():
     (crop,) = first.crops
     assert crop.shape[1] >= 24  # loop and stem: 9 + 9 + 3 + 3 px wide, not the stem's 3-4
     assert (crop > 0).sum() > 150
+
+
+def test_a_field_gives_its_whole_ink_strip_to_the_sequence_reader():
+    img = comb_page(20)
+    cv2.line(img, (65, 55), (65, 88), 30, 4)  # a "1" in cell 1
+    cv2.ellipse(img, (165, 70), (12, 16), 0, 0, 360, 30, 4)  # a "0" in cell 3
+    field = cut(img)
+    assert field.strip is not None and field.wide is None  # nothing left out across the box line
+    cols = np.flatnonzero(field.strip.any(0))
+    assert field.strip.shape[1] == cols[-1] + 1 and abs(field.strip.shape[1] - (165 + 14 - 63)) <= 3  # "1" to "0"
+    assert not field.strip[:, 20:80].any()  # the empty cell and the erased separators between
+    assert cut(comb_page(20)).strip is None  # no ink, no strip

@@ -5,7 +5,7 @@ import pytest
 
 from formdigits.layout import analyze
 from formdigits.mnist import load_mnist
-from formdigits.synth import DigitSource, PageStyle, _fit, generate, make_page, read_truth
+from formdigits.synth import FAMILIES, HELD_OUT, DigitSource, PageStyle, _Drawer, _fit, generate, make_page, read_truth
 
 STYLE = PageStyle(width_mm=120, height_mm=110, dpi=200, rotation_max=4, noise_max=4)
 
@@ -97,3 +97,27 @@ def test_comb_digits_are_written_to_fit_their_cells(digits):
                 separators += 1
     assert separators > 1500
     assert crossed / separators < 0.08
+
+
+def test_random_families_never_draw_the_held_out_kind():
+    style = PageStyle(separators="random", spacing="random", pen="random")
+    d = _Drawer(style, np.random.default_rng(3), None)
+    for name, kinds in FAMILIES.items():
+        drawn = {d.family(name) for _ in range(300)}
+        assert drawn == set(kinds) - {HELD_OUT.get(name)}, name
+    forced = _Drawer(PageStyle(spacing=HELD_OUT["spacing"]), np.random.default_rng(3), None)
+    assert forced.family("spacing") == HELD_OUT["spacing"]
+
+
+def test_a_varied_page_is_reproducible_and_its_combs_are_found(digits):
+    style = PageStyle(width_mm=120, height_mm=110, separators="ticks", pen="thin", spacing="wide",
+                      dpi_choices=(200, 240), bitonal_prob=0.5)  # fmt: skip
+    a = make_page(digits, np.random.default_rng(11), style)
+    b = make_page(digits, np.random.default_rng(11), style)
+    np.testing.assert_array_equal(a.image, b.image)
+    assert a.dpi in (200, 240)
+    gray = a.image if a.image.ndim == 2 else a.image[:, :, 1]
+    found = analyze(gray).boxes
+    combs = [f for f in a.fields if f.kind == "comb"]
+    assert combs and len(found) == len(a.fields)
+    assert sorted(len(b.cells) for b in found if b.kind == "comb") == sorted(f.cells for f in combs)

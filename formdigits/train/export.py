@@ -52,43 +52,80 @@ class _WithSoftmax(torch.nn.Module):
 
 def export_model(model, out_path, labels=LABELS, params=PreprocessParams(), metrics=None, temperature=1.0):
     """Write ``model`` as ONNX: input ``image`` (N,1,S,S) in [0,1], output ``probabilities`` (N,C)."""
+    size = model.config.input_size
+    meta = {
+        "formdigits.format": MODEL_FORMAT,
+        "labels": json.dumps(list(labels)),
+        "preprocess": json.dumps(params.to_dict()),
+        "temperature": repr(float(temperature)),
+    }
+    wrapped = _WithSoftmax(model.cpu(), float(temperature)).eval()
+    return _write_onnx(wrapped, torch.zeros(2, 1, size, size), INPUT_NAME, {0: torch.export.Dim("batch", min=1)},
+                       out_path, meta, metrics, "formdigits handwritten digit classifier (digits 0-9 and 'reject')")
+
+
+def _write_onnx(wrapped, example, input_name, dims, out_path, meta, metrics, doc):
+    """Export ``wrapped`` (input ``input_name``, output ``probabilities``, dynamic ``dims``) with ``meta``
+    plus the version, model config and metrics summary in its metadata; written atomically."""
     import onnx
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    size = model.config.input_size
-    example = torch.zeros(2, 1, size, size)
     tmp = out_path.with_name(out_path.name + ".tmp")
-    wrapped = _WithSoftmax(model.cpu(), float(temperature)).eval()
-    batch = torch.export.Dim("batch", min=1)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # quiet "torchvision is not installed"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            wrapped, (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_shapes={"image": {0: batch}}, dynamo=True, optimize=True, verbose=False,
+            wrapped, (example,), input_names=[input_name], output_names=[OUTPUT_NAME],
+            dynamic_shapes={input_name: dims}, dynamo=True, optimize=True, verbose=False,
         )  # fmt: skip
     program.save(str(tmp))
     proto = onnx.load(str(tmp))
     summary = {k: v for k, v in (metrics or {}).items() if k not in ("history", "confusion")}
-    config = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(model.config).items()}
-    meta = {
-        "formdigits.format": MODEL_FORMAT,
-        "formdigits.version": __version__,
-        "labels": json.dumps(list(labels)),
-        "preprocess": json.dumps(params.to_dict()),
-        "metrics": json.dumps(summary),
-        "model_config": json.dumps(config),
-        "temperature": repr(float(temperature)),
-    }
+    config = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(wrapped.model.config).items()}
+    meta = {**meta, "formdigits.version": __version__, "metrics": json.dumps(summary), "model_config": json.dumps(config)}
     del proto.metadata_props[:]
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
-    proto.doc_string = "formdigits handwritten digit classifier (digits 0-9 and 'reject')"
+    proto.doc_string = doc
     onnx.checker.check_model(proto)
     onnx.save(proto, str(tmp))
     os.replace(tmp, out_path)
     return out_path
+
+
+class _StripSoftmax(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, strip):
+        return self.model(strip).softmax(dim=-1)
+
+
+def export_strip_checkpoint(checkpoint, out_path, metrics=None):
+    """Export a sequence reader checkpoint: input ``strip`` (N,1,32,W), output ``probabilities`` (N,W//4,11)."""
+    from ..preprocess import StripParams
+    from ..sequence import INPUT_NAME as STRIP_INPUT
+    from ..sequence import LABELS as STRIP_LABELS
+    from ..sequence import STRIP_FORMAT
+    from .seqmodel import StripConfig, StripNet
+
+    try:
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        config = StripConfig(**{**ckpt["model_config"], "channels": tuple(ckpt["model_config"]["channels"])})
+        model = StripNet(config)
+        model.load_state_dict(ckpt["model"])
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise ModelError(f"{checkpoint}: not a sequence reader checkpoint ({type(e).__name__}: {e})") from None
+    meta = {
+        "formdigits.format": STRIP_FORMAT,
+        "labels": json.dumps(list(STRIP_LABELS)),
+        "preprocess": json.dumps(StripParams(**ckpt.get("preprocess", {})).to_dict()),
+    }
+    dims = {0: torch.export.Dim("batch", min=1), 3: 4 * torch.export.Dim("quarter", min=8, max=1024)}
+    return _write_onnx(_StripSoftmax(model.eval()).eval(), torch.zeros(2, 1, config.height, 160), STRIP_INPUT, dims,
+                       out_path, meta, metrics, "formdigits sequence reader (CRNN, CTC: digits 0-9 and blank)")
 
 
 def export_checkpoint(checkpoint, out_path, metrics=None):

@@ -1,0 +1,79 @@
+"""Two readers, one decision: the cutting reader and the sequence reader vote on every field.
+
+The cutting reader (``recognize``) cuts a field into digits and classifies each;
+the sequence reader (``sequence``) reads the field's whole strip with no
+cutting. They fail in different ways (a wrong cut; a digit lost in a run of
+touching ones), so:
+
+- **they agree**: the field is accepted with a confidence that both support
+  (:func:`agreement`). The cutting reader's doubts that agreement answers are
+  dropped: a mark that is no digit (a separator, a tick) when the sequence
+  reader, which reads marks as nothing, gives the same digits; ink across the
+  box line when reading the field with that ink gives the same value.
+- **they disagree**: the likelier reading is given, scored by both readers
+  (:func:`likelier`), with its share of the two as confidence, and ``review``.
+"""
+
+import math
+
+from .sequence import label_probability
+
+FLOOR = 1e-4  # the least probability either reader gives any reading
+MISSING = 0.01  # how likely the cutting reader finds a reading with a digit more or less than it has crops
+
+
+def agreement(p_cut, p_seq):
+    """Confidence in a reading both readers gave, with probabilities ``p_cut`` and ``p_seq``.
+
+    The chance that it is right rather than both readers wrong in the same way,
+    were their errors independent: ``pq / (pq + (1-p)(1-q))``. Two readers that
+    are each 90 % sure give 0.988; one sure and one doubtful (0.99, 0.5) 0.99.
+    """
+    p, q = min(max(p_cut, FLOOR), 1 - FLOOR), min(max(p_seq, FLOOR), 1 - FLOOR)
+    return p * q / (p * q + (1 - p) * (1 - q))
+
+
+def cut_probability(slot_probs, text):
+    """How likely the cutting reader finds ``text``: the product of its crops' probabilities for
+    ``text``'s digits, position by position; a reading of another length gets ``MISSING`` per digit of
+    difference (the cut it needs was not made). ``slot_probs``: the chosen crops' probability rows,
+    marks that are no digit included (a mark may be a digit the sequence reader read)."""
+    if len(slot_probs) != len(text):
+        return MISSING ** abs(len(slot_probs) - len(text))
+    return math.prod(max(float(p[int(c)]), FLOOR) for p, c in zip(slot_probs, text))
+
+
+def likelier(cut_text, cut_p, seq, slot_probs):
+    """``(text, share)``: of the two readers' readings, the one both find likelier together, and its share
+    of the two's joint likelihood."""
+    seq_p_of_cut = label_probability(seq.frames, cut_text)
+    score_cut = math.log(max(cut_p, FLOOR)) + math.log(max(seq_p_of_cut, FLOOR))
+    score_seq = math.log(max(cut_probability(slot_probs, seq.text), FLOOR)) + math.log(max(seq.probability, FLOOR))
+    share = 1 / (1 + math.exp(-abs(score_cut - score_seq)))
+    return (cut_text, share) if score_cut >= score_seq else (seq.text, share)
+
+
+def decide(cut_text, cut_confs, slot_probs, notes, seq, wide=None):
+    """The field's ``(value, confidence, digit confidences, notes)`` from both readers.
+
+    ``cut_text``, ``cut_confs``: the cutting reader's digits and their
+    probabilities (marks that are no digit left out); ``slot_probs``: its chosen
+    crops' probability rows; ``notes``: its doubts (see
+    ``recognize.make_rows``), changed here as above (its crops' rows,
+    ``slot_probs``, include the marks); ``seq``, ``wide``: the
+    sequence reader's readings of the strip and of the strip with the ink left
+    out across the box line (None: none). An empty return ``notes`` with a high
+    confidence means the field can be accepted.
+    """
+    cut_p = math.prod(cut_confs) if cut_confs else 1.0
+    if seq.text == cut_text == "":  # marks only, and no digit in them for either reader
+        return "", 0.0, [], notes
+    if seq.text == cut_text:
+        notes = [n for n in notes if not n.endswith("not a digit")]  # separators and ticks: both read no digit there
+        if wide is not None and wide.text == cut_text:
+            notes = [n for n in notes if not n.startswith("ink crosses")]  # the ink left out changes nothing
+        return cut_text, agreement(cut_p, seq.probability), list(cut_confs), notes
+    text, share = likelier(cut_text, cut_p, seq, slot_probs)
+    notes = notes + [f"readers disagree: cut {cut_text or '-'}, sequence {seq.text or '-'}"]
+    confs = list(cut_confs) if text == cut_text else list(seq.char_probs)
+    return text, share * (cut_p if text == cut_text else seq.probability), confs, notes

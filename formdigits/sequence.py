@@ -1,0 +1,153 @@
+"""The sequence reader: a CRNN (ONNX) that reads a field's whole ink strip, with no cutting.
+
+The model carries its contract in its ONNX metadata, as the digit classifier
+does: its labels (the digits, then the CTC blank), the strip preprocessing
+parameters and its metrics. :class:`StripReader` runs strips of many fields in
+batches of similar width, decodes the best reading (greedy CTC), and gives the
+probability the model puts on any reading (:func:`label_probability`, the CTC
+forward sum over every alignment): the second opinion the decision needs.
+ONNX Runtime is imported lazily; torch is never imported here.
+"""
+
+import json
+import math
+import os
+from importlib import resources
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .classifier import DIGITS, _providers
+from .errors import ModelError
+from .preprocess import StripParams, preprocess_strip, strip_batch
+
+STRIP_FORMAT = "strip-1"
+INPUT_NAME = "strip"
+OUTPUT_NAME = "probabilities"
+BLANK = "blank"
+LABELS = DIGITS + (BLANK,)
+DOWNSAMPLE = 4  # input columns per output frame
+
+
+def default_strip_model_path():
+    """The sequence reader shipped with the package (``export/strip-reader.onnx`` in the repository)."""
+    try:
+        folder = Path(str(resources.files("formdigits._export")))
+    except ModuleNotFoundError:  # a source checkout that is not installed
+        folder = Path(__file__).resolve().parent.parent / "export"
+    return folder / "strip-reader.onnx"
+
+
+class Reading(NamedTuple):
+    """The sequence reader's answer for one strip."""
+
+    text: str  # its digits
+    probability: float  # the model's probability of ``text`` (every alignment summed)
+    char_probs: tuple  # per digit, its best frame's probability
+    frames: np.ndarray  # (T, classes) per-frame probabilities, to score other readings
+
+
+def greedy(frames):
+    """Best-path decoding: each frame's likeliest class, repeats merged, blanks dropped.
+
+    Returns ``(text, per-character probability)`` (each character's best frame).
+    """
+    blank = frames.shape[1] - 1
+    best = frames.argmax(1)
+    text, probs, prev = [], [], blank
+    for t, k in enumerate(best.tolist()):
+        if k != blank and k != prev:
+            text.append(DIGITS[k])
+            probs.append(float(frames[t, k]))
+        elif k != blank and k == prev:
+            probs[-1] = max(probs[-1], float(frames[t, k]))
+        prev = k
+    return "".join(text), tuple(probs)
+
+
+def label_probability(frames, text):
+    """P(``text`` | strip) under the model: the CTC forward sum over all its alignments to the frames."""
+    blank = frames.shape[1] - 1
+    T = len(frames)
+    labels = [DIGITS.index(c) for c in text]
+    ext = [blank]
+    for k in labels:
+        ext += [k, blank]
+    S = len(ext)
+    if S > 2 * T + 1 or any(c not in DIGITS for c in text):
+        return 0.0
+    logp = np.log(np.maximum(frames[:, ext], 1e-30))  # (T, S)
+    # a symbol may skip the blank before it unless it repeats the symbol two back
+    skip = np.zeros(S, bool)
+    skip[3::2] = [a != b for a, b in zip(labels[1:], labels[:-1])]
+    alpha = np.full(S, -np.inf)
+    alpha[0] = logp[0, 0]
+    if S > 1:
+        alpha[1] = logp[0, 1]
+    for t in range(1, T):
+        prev1 = np.concatenate([[-np.inf], alpha[:-1]])
+        prev2 = np.where(skip, np.concatenate([[-np.inf, -np.inf], alpha[:-2]]), -np.inf)
+        alpha = np.logaddexp(np.logaddexp(alpha, prev1), prev2) + logp[t]
+    total = np.logaddexp(alpha[-1], alpha[-2]) if S > 1 else alpha[-1]
+    return float(math.exp(total)) if np.isfinite(total) else 0.0
+
+
+class StripReader:
+    """Load an exported sequence reader and read ink strips in batches.
+
+    ``device``, ``threads``: as for :class:`~formdigits.classifier.Classifier`.
+    """
+
+    def __init__(self, model_path=None, device="auto", threads=None, batch_size=64):
+        import onnxruntime as ort
+
+        self.path = Path(model_path) if model_path is not None else default_strip_model_path()
+        if not self.path.is_file():
+            hint = "" if model_path is not None else " (the shipped sequence reader is missing: reinstall formdigits)"
+            raise ModelError(f"{self.path}: sequence reader not found{hint}")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=_providers(device))
+        except Exception as e:  # onnxruntime raises its own exception types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{self.path}: not a usable ONNX model: {first}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get("formdigits.format") != STRIP_FORMAT:
+            raise ModelError(f"{self.path}: not a formdigits sequence reader (metadata lacks "
+                             f"formdigits.format={STRIP_FORMAT})")  # fmt: skip
+        try:
+            labels = tuple(json.loads(meta["labels"]))
+            self.params = StripParams(**json.loads(meta["preprocess"]))
+            self.metrics = json.loads(meta.get("metrics", "{}"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"{self.path}: malformed sequence reader metadata: {e}") from None
+        if labels != LABELS:
+            raise ModelError(f"{self.path}: labels must be 0-9 and {BLANK!r}, got {list(labels)}")
+        self.batch_size = batch_size
+
+    def frames(self, batch, widths):
+        """Per-frame probabilities for a ``(N, 1, H, W)`` batch: a list of ``(T_i, classes)`` arrays."""
+        out = self.session.run(None, {INPUT_NAME: np.ascontiguousarray(batch, np.float32)})[0]
+        return [out[i, : max(1, w // DOWNSAMPLE)] for i, w in enumerate(widths)]
+
+    def read(self, strips):
+        """A :class:`Reading` for each uint8 ink strip (preprocessed here), in order."""
+        return self.read_inputs([preprocess_strip(s, self.params) for s in strips])
+
+    def read_inputs(self, inputs):
+        """A :class:`Reading` for each preprocessed strip (float in [0, 1], or uint8 scaled by 255)."""
+        inputs = [s if s.dtype == np.float32 else s.astype(np.float32) * np.float32(1 / 255) for s in inputs]
+        order = sorted(range(len(inputs)), key=lambda i: inputs[i].shape[1])  # similar widths batch together
+        out = [None] * len(inputs)
+        for k in range(0, len(order), self.batch_size):
+            chunk = order[k : k + self.batch_size]
+            batch, widths = strip_batch([inputs[i] for i in chunk], self.params)
+            for i, frames in zip(chunk, self.frames(batch, widths)):
+                text, chars = greedy(frames)
+                out[i] = Reading(text, label_probability(frames, text), chars, frames)
+        return out
