@@ -46,6 +46,8 @@ def cut_probability(slot_probs, text):
 def likelier(cut_text, cut_p, seq, slot_probs):
     """``(text, share)``: of the two readers' readings, the one both find likelier together, and its share
     of the two's joint likelihood."""
+    if cut_text and not seq.text:
+        return cut_text, 1.0  # ink the cutting reader read as digits: an empty reading cannot be the value
     seq_p_of_cut = label_probability(seq.frames, cut_text)
     score_cut = math.log(max(cut_p, FLOOR)) + math.log(max(seq_p_of_cut, FLOOR))
     score_seq = math.log(max(cut_probability(slot_probs, seq.text), FLOOR)) + math.log(max(seq.probability, FLOOR))

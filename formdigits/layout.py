@@ -37,6 +37,7 @@ class Box:
     kind: str = "open"  # "comb" or "open"
     cells: list = field(default_factory=list)  # comb: [(x0, x1), ...] separator centres, page pixels
     line: int = 1  # line thickness, px
+    small: bool = False  # far smaller than the page's other boxes, but holding ink: read, and checked by a person
 
     @property
     def margin(self):
@@ -249,15 +250,17 @@ def find_boxes(dark, mask=None, contours=None):
     for b, _ in found:
         half = b.line // 2
         b.x, b.y, b.w, b.h = b.x + half, b.y + half, b.w - 2 * half, b.h - 2 * half
-    # fields are similar in height: much smaller outlines are shapes inside digits or print
+    # fields are similar in height: much smaller outlines are shapes inside digits or print, or small
+    # boxes (tick boxes); one that holds ink is still read, for a person to check: no ink goes unreported
     if found:
         tall = np.median([b.h for b, _ in found])
-        found = [(b, roi) for b, roi in found if b.h >= 0.45 * tall]
-    # frames: boxes that hold other boxes
+        for b, _ in found:
+            b.small = b.h < 0.45 * tall
+        found = [(b, roi) for b, roi in found if not b.small or _holds_ink(dark, b)]
+    # frames: boxes that hold other (not small) boxes; a small box inside another is a shape in a digit
     inner = [
         (b, roi) for b, roi in found
-        if not any(o is not b and o.x >= b.x and o.y >= b.y and o.x + o.w <= b.x + b.w and o.y + o.h <= b.y + b.h
-                   for o, _ in found)
+        if not any(_within(o, b) for o, _ in found if not o.small) and not (b.small and any(_within(b, o) for o, _ in found))
     ]  # fmt: skip
     boxes, line_levels = [], []
     for b, roi in inner:
@@ -270,6 +273,18 @@ def find_boxes(dark, mask=None, contours=None):
         boxes.append(b)
     level = int(np.median(line_levels)) if line_levels else 255
     return reading_order(boxes), level
+
+
+def _within(o, b):
+    """Is box ``o`` inside box ``b`` (and not ``b`` itself)?"""
+    return o is not b and o.x >= b.x and o.y >= b.y and o.x + o.w <= b.x + b.w and o.y + o.h <= b.y + b.h
+
+
+def _holds_ink(dark, b):
+    """Does the inside of box ``b`` (off its lines) hold ink: a mark, not a speck?"""
+    m = b.line + 2
+    inside = dark[b.y + m : b.y + b.h - m, b.x + m : b.x + b.w - m]
+    return inside.size > 0 and cv2.countNonZero((inside >= MASK_LEVEL).view(np.uint8)) >= 0.03 * inside.size
 
 
 def reading_order(boxes):

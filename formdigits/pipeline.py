@@ -25,15 +25,16 @@ import numpy as np
 
 from .classifier import Classifier
 from .layout import analyze
-from .preprocess import preprocess_strip
 from .pages import IMAGE_SUFFIXES, PageError, count_pages, read_page
 from .parallel import DEFAULT_PAGE_TIMEOUT, WorkerFailure, ordered_map
+from .preprocess import preprocess_strip
 from .recognize import ORIENTATION_SAMPLE, Inputs, read, upside_down
-from .sequence import StripReader
 from .segment import cut_field, ink_image, line_ink
+from .sequence import StripReader
 from .template import MIN_QUALITY, field_boxes, register
 
 DEFAULT_MIN_CONFIDENCE = 0.9
+SMALL_NOTE = "a box far smaller than the form's fields holds ink: check it"
 
 
 @dataclass
@@ -115,7 +116,7 @@ def analyse_page(task):
         for box in boxes:
             cut = cut_field(ink, box, line_level)
             work.boxes.append((*layout.original_box(box), box.kind))
-            work.fields.append((cut.notes, cut.shapes()))
+            work.fields.append((cut.notes + ([SMALL_NOTE] if box.small else []), cut.shapes()))
             work.strips.append(_strips(cut, task.strip_params))
             for slot in cut.slots:
                 if slot.crops:

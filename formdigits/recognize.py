@@ -214,17 +214,17 @@ def make_rows(work, probs, paths, labels, min_confidence, shares=None, readings=
                 else:
                     digits.append(labels[top])
                     confs.append(float(p[top]) * share ** (1 / len(slot)))  # the cut's doubt shared by its digits
-        value = "".join(digits)
-        if seq is not None and (digits or marks):
+        value, inked = "".join(digits), bool(digits or marks)
+        if seq is not None and inked:
             value, confidence, confs, notes = decide(value, confs, rows_p, notes, seq, wide)
         else:
             # a mark that is no digit (or several digits run together), or ink left out, leaves the value
             # incomplete: no confidence
             incomplete = marks or CUT_NOTE in cut_notes
             confidence = 0.0 if incomplete else math.prod(confs) if confs else 1.0
-        if work.rules and (value or marks):
+        if work.rules and inked:
             notes += broken_rules(value, work.rules[n - 1])
-        if not value and not marks:
+        if not inked:
             status = "empty"
         elif notes or confidence < min_confidence:
             status = "review"

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 
 from formdigits.choose import NARROW, SHARPNESS, best_path, first_path, first_wins, piece_scores, read_digits, read_slot
+from formdigits.decide import agreement
 from formdigits.pipeline import _PageWork
 from formdigits.recognize import DOUBT, choose_paths, make_rows, second_look
 from formdigits.segment import CUT_NOTE
+from formdigits.sequence import Reading
 
 LABELS = [str(d) for d in range(10)] + ["reject"]
 
@@ -27,14 +29,39 @@ def full(*aspects):
     return [(a, 1.0) for a in aspects]
 
 
-def page(fields, probs, notes=()):
+def page(fields, probs, notes=(), readings=None):
     work = _PageWork("f.png", 1)
     for kind, slots in fields:
         work.boxes.append((0, 0, 10, 10, kind))
         work.fields.append((list(notes), slots))
     probs = np.array(probs)
     paths, shares = choose_paths(work, probs, LABELS.index("reject"))
-    return make_rows(work, probs, paths, LABELS, 0.9, shares)
+    return make_rows(work, probs, paths, LABELS, 0.9, shares, readings)
+
+
+def seq_reading(text, p):
+    """The sequence reader's answer: ``text`` read with probability ``p``, one sure frame per digit."""
+    frames = np.zeros((2 * len(text) + 1, 11), np.float32)
+    frames[:, 10] = 1
+    for k, c in enumerate(text):
+        frames[2 * k + 1] = 0
+        frames[2 * k + 1, int(c)] = 1
+    return Reading(text, p, tuple([p] * len(text)), frames)
+
+
+def test_with_the_sequence_reader_agreeing_a_separator_is_no_reason_for_review():
+    fields = [("open", [chain(0.5), chain(0.2), chain(0.5)])]  # "1", a comma, "5"
+    probs = [onehot("1", 0.99), onehot("reject", 0.95), onehot("5", 0.98)]
+    (alone,) = page(fields, probs)
+    assert (alone.value, alone.status, alone.confidence) == ("15", "review", 0.0)
+    (row,) = page(fields, probs, readings=[(seq_reading("15", 0.97), None)])
+    assert (row.value, row.status, row.error) == ("15", "ok", "")
+    assert row.confidence == pytest.approx(agreement(0.99 * 0.98, 0.97))
+
+
+def test_a_field_with_ink_is_never_empty_whatever_the_sequence_reader_says():
+    (row,) = page([("open", [chain(0.5)])], [onehot("7", 0.99)], readings=[(seq_reading("", 0.99), None)])
+    assert (row.value, row.status) == ("7", "review") and "readers disagree" in row.error
 
 
 def test_confidence_is_the_product_of_digit_probabilities():

@@ -137,3 +137,15 @@ def test_combs_with_short_ticks_and_grouped_separators_are_combs(rises):
     (box,) = analyze(img).boxes
     assert box.kind == "comb" and len(box.cells) == 6
     assert [c0 for c0, _ in box.cells] == [40, 90, 140, 190, 240, 290]
+
+
+def test_a_small_box_is_a_field_only_when_it_holds_ink():
+    """Tick boxes far smaller than the fields: an empty one is no field; one with a mark is read (for review)."""
+    img = np.full((200, 520), 240, np.uint8)
+    cv2.rectangle(img, (40, 40), (189, 119), 20, 2)  # two fields 80 px tall
+    cv2.rectangle(img, (230, 40), (379, 119), 20, 2)
+    cv2.rectangle(img, (420, 60), (453, 93), 20, 1)  # a 34 px tick box, empty
+    assert [b.small for b in analyze(img).boxes] == [False, False]
+    cv2.polylines(img, [np.array([(427, 76), (434, 85), (445, 68)], np.int32)], False, 30, 2)  # ticked
+    boxes = analyze(img).boxes
+    assert [(b.x, b.small) for b in boxes] == [(40, False), (230, False), (420, True)]

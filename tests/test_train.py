@@ -18,8 +18,8 @@ def run(*args):
 
 def test_train_export_evaluate(tmp_path, mnist_dir):
     out = tmp_path / "run"
-    r = run("train", "--data-dir", mnist_dir, "--no-download", "-o", out, "--epochs", 1, "--limit", 5000,
-            "--test-limit", 1000, "--quiet")  # fmt: skip
+    r = run("train", "--reader", "digit", "--data-dir", mnist_dir, "--no-download", "-o", out, "--epochs", 1,
+            "--limit", 5000, "--test-limit", 1000, "--quiet")  # fmt: skip
     assert r.exit_code == 0, r.output
     for name in ("checkpoint.pt", "formdigits.onnx", "metrics.json", "curves.png", "confusion.png"):
         assert (out / name).stat().st_size > 0, name
@@ -95,3 +95,16 @@ def test_extra_data_is_read_and_checked(tmp_path):
     (broken / "1" / "x.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"x.png: not a readable image"):
         load_extra(broken)
+
+
+def test_train_the_sequence_reader_from_the_cli(tmp_path, mnist_dir):
+    out = tmp_path / "strip"
+    r = run("train", "--reader", "strip", "--steps", 2, "--data-dir", mnist_dir, "--no-download", "-o", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "held-back strings read exactly" in r.output
+    metrics = json.loads((out / "strip-metrics.json").read_text())
+    assert metrics["steps"] == 2 and metrics["strings"] == 2000 and metrics["onnx_bytes"] > 100_000
+    assert not (out / "formdigits.onnx").exists()  # the digit model was not asked for
+    r = run("train", "--reader", "strip", "--steps", 2, "--data-dir", mnist_dir, "--no-download", "-o", out, "--resume",
+            "--quiet")  # fmt: skip
+    assert r.exit_code == 0, r.output  # a finished run resumes to the same end

@@ -278,7 +278,7 @@ def _scan(ink, style, rng):
     if style["bitonal"]:
         ink = np.where(ink >= rng.uniform(50, 170), 255, 0).astype(np.uint8)
     if style["jpeg"]:
-        ok, buf = cv2.imencode(".jpg", 255 - ink, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 80))])
+        _, buf = cv2.imencode(".jpg", 255 - ink, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 80))])
         ink = 255 - cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
         ink = cv2.subtract(ink, (int(rng.integers(8, 25)), 0, 0, 0))  # the scanner's ink floor
     return ink
