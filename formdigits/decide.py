@@ -55,7 +55,7 @@ def likelier(cut_text, cut_p, seq, slot_probs):
     return (cut_text, share) if score_cut >= score_seq else (seq.text, share)
 
 
-def decide(cut_text, cut_confs, slot_probs, notes, seq, wide=None):
+def decide(cut_text, cut_confs, slot_probs, notes, seq, wide=None, small_marks=True):
     """The field's ``(value, confidence, digit confidences, notes)`` from both readers.
 
     ``cut_text``, ``cut_confs``: the cutting reader's digits and their
@@ -64,14 +64,17 @@ def decide(cut_text, cut_confs, slot_probs, notes, seq, wide=None):
     ``recognize.make_rows``), changed here as above (its crops' rows,
     ``slot_probs``, include the marks); ``seq``, ``wide``: the
     sequence reader's readings of the strip and of the strip with the ink left
-    out across the box line (None: none). An empty return ``notes`` with a high
-    confidence means the field can be accepted.
+    out across the box line (None: none); ``small_marks``: the marks it read as
+    no digit are small beside its digits (a digit-sized one may be digits that
+    neither reader made out). An empty return ``notes`` with a high confidence
+    means the field can be accepted.
     """
     cut_p = math.prod(cut_confs) if cut_confs else 1.0
     if seq.text == cut_text == "":  # marks only, and no digit in them for either reader
         return "", 0.0, [], notes
     if seq.text == cut_text:
-        notes = [n for n in notes if not n.endswith("not a digit")]  # separators and ticks: both read no digit there
+        if small_marks:  # separators and ticks: both read no digit there
+            notes = [n for n in notes if not n.endswith("not a digit")]
         if wide is not None and wide.text == cut_text:
             notes = [n for n in notes if not n.startswith("ink crosses")]  # the ink left out changes nothing
         return cut_text, agreement(cut_p, seq.probability), list(cut_confs), notes

@@ -24,6 +24,7 @@ box line could not be given to any digit; ``empty`` when it holds no ink at all.
 
 import math
 
+import cv2
 import numpy as np
 
 from .choose import first_path, first_wins, read_digits, read_slot
@@ -191,10 +192,11 @@ def second_look(clf, x, probs, paths):
     return probs
 
 
-def make_rows(work, probs, paths, labels, min_confidence, shares=None, readings=None):
+def make_rows(work, probs, paths, labels, min_confidence, shares=None, readings=None, crops=None):
     """The page's rows, from the classifier's answers and each slot's chosen crops and how sure
     the cuts are (see :func:`choose_paths`), and, where given, the sequence reader's readings of
-    each field's strip and wide strip (see ``decide``)."""
+    each field's strip and wide strip (see ``decide``; ``crops``, indexed like ``probs``, tell
+    whether the marks read as no digit are small beside the digits: separators, ticks)."""
     if work.error:
         return [Row(work.file, work.page, error=work.error, form=work.form)]
     rows = []
@@ -203,24 +205,26 @@ def make_rows(work, probs, paths, labels, min_confidence, shares=None, readings=
     readings = readings or [(None, None)] * len(paths)
     fields = zip(work.boxes, work.fields, paths, shares, readings)
     for n, ((x, y, w, h, kind), (cut_notes, _), chosen, sure, (seq, wide)) in enumerate(fields, 1):
-        digits, confs, rows_p, notes, marks = [], [], [], list(cut_notes), 0
+        digits, confs, rows_p, notes, marks, tall = [], [], [], list(cut_notes), [], []
         for k, (slot, share) in enumerate(zip(chosen, sure), 1):
-            for p in probs[slot]:
+            for i, p in zip(slot, probs[slot]):
                 top = int(p.argmax())
                 rows_p.append(p)
                 if top == reject:
-                    marks += 1
+                    marks.append(i)
                     notes.append(f"{'cell' if kind == 'comb' else 'mark'} {k}: not a digit")
                 else:
                     digits.append(labels[top])
                     confs.append(float(p[top]) * share ** (1 / len(slot)))  # the cut's doubt shared by its digits
+                    tall.append(i)
         value, inked = "".join(digits), bool(digits or marks)
         if seq is not None and inked:
-            value, confidence, confs, notes = decide(value, confs, rows_p, notes, seq, wide)
+            small = _small_marks(crops, marks, tall)
+            value, confidence, confs, notes = decide(value, confs, rows_p, notes, seq, wide, small)
         else:
             # a mark that is no digit (or several digits run together), or ink left out, leaves the value
             # incomplete: no confidence
-            incomplete = marks or CUT_NOTE in cut_notes
+            incomplete = bool(marks) or CUT_NOTE in cut_notes
             confidence = 0.0 if incomplete else math.prod(confs) if confs else 1.0
         if work.rules and inked:
             notes += broken_rules(value, work.rules[n - 1])
@@ -236,6 +240,21 @@ def make_rows(work, probs, paths, labels, min_confidence, shares=None, readings=
         rows.append(Row(work.file, work.page, name, x, y, w, h, value, confidence, confs, status,
                         "; ".join(notes), kind, work.form))  # fmt: skip
     return rows
+
+
+def _small_marks(crops, marks, digits):
+    """Are the crops read as no digit (``marks``, indices into ``crops``) all small beside the field's
+    ``digits``: under half their typical ink height (a separator, a tick, not a digit-sized blob)?"""
+    if not marks:
+        return True
+    if crops is None or not digits:
+        return False
+    typical = float(np.median([_ink_height(crops[i]) for i in digits]))
+    return max(_ink_height(crops[i]) for i in marks) < 0.5 * typical
+
+
+def _ink_height(crop):
+    return cv2.boundingRect(crop)[3]  # of its nonzero pixels
 
 
 def read_strips(reader, works):
@@ -261,5 +280,5 @@ def read(clf, x, works, min_confidence, strips=None):
         probs, chosen = read_marks(clf, x, works, probs, chosen)
     final = second_look(clf, x, probs, [f for page, _ in chosen for f in page]) if len(x) else None
     for work, (page, shares), readings in zip(works, chosen, read_strips(strips, works)):
-        work.rows = make_rows(work, final, page, clf.labels, min_confidence, shares, readings)
+        work.rows = make_rows(work, final, page, clf.labels, min_confidence, shares, readings, x.crops)
     return probs

@@ -150,9 +150,11 @@ def _window(ink, box, line_level=255):
     for y in (top, bottom):
         band[max(0, y - r) : y + r + 1, max(0, left - r) : right + r + 1] = True
     edges = [e - x0 for e in edges]
-    # printed separators all rise equally high: the median ignores one that a digit seems to extend
-    inner = int(np.median([_separator_top(orig, x, top, bottom, box.line) for x in edges[1:-1]] or [top]))
-    starts = [top] + [inner] * (len(edges) - 2) + [top]
+    # printed separators rise equally high, but for full ones between short ticks (grouped combs): the
+    # median ignores a tick that a digit seems to extend; one that reaches the top line is a full separator
+    tops = [_separator_top(orig, x, top, bottom, box.line) for x in edges[1:-1]]
+    inner = int(np.median(tops or [top]))
+    starts = [top] + [t if _printed(orig, x, t, inner, bottom, box.line) else inner for x, t in zip(edges[1:-1], tops)] + [top]
     for x, start in zip(edges, starts):
         band[max(0, start - r) : bottom + r + 1, max(0, x - r) : x + r + 1] = True
     erase = band & (win <= line_level)
@@ -182,6 +184,17 @@ def _beside(erase, orig, line, r, rows, span, cols, starts, bottom):
         cores.append((slice(y0, y1), slice(max(0, x - c), x + c + 1)))
     for core in cores:  # (where lines meet, one line's kept pixels may be another's core)
         erase[core] = True
+
+
+def _printed(orig, x, start, inner, bottom, line):
+    """Is the ink of the separator at column ``x`` above ``inner`` (where the others start), from ``start``,
+    the printed line: no wider than the same line below ``inner`` (a pen stroke along it is wider)?"""
+    if start >= inner - line:
+        return False
+    def width(y0, y1):
+        return np.median((orig[y0:y1, max(0, x - line - 3) : x + line + 4] > 0).sum(1))
+
+    return bool(width(start, inner) <= width(inner, bottom - line) + 1)
 
 
 def _separator_top(orig, x, top, bottom, line):

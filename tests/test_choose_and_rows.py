@@ -29,14 +29,14 @@ def full(*aspects):
     return [(a, 1.0) for a in aspects]
 
 
-def page(fields, probs, notes=(), readings=None):
+def page(fields, probs, notes=(), readings=None, crops=None):
     work = _PageWork("f.png", 1)
     for kind, slots in fields:
         work.boxes.append((0, 0, 10, 10, kind))
         work.fields.append((list(notes), slots))
     probs = np.array(probs)
     paths, shares = choose_paths(work, probs, LABELS.index("reject"))
-    return make_rows(work, probs, paths, LABELS, 0.9, shares, readings)
+    return make_rows(work, probs, paths, LABELS, 0.9, shares, readings, crops)
 
 
 def seq_reading(text, p):
@@ -54,9 +54,13 @@ def test_with_the_sequence_reader_agreeing_a_separator_is_no_reason_for_review()
     probs = [onehot("1", 0.99), onehot("reject", 0.95), onehot("5", 0.98)]
     (alone,) = page(fields, probs)
     assert (alone.value, alone.status, alone.confidence) == ("15", "review", 0.0)
-    (row,) = page(fields, probs, readings=[(seq_reading("15", 0.97), None)])
+    digit, comma = np.full((40, 20), 255, np.uint8), np.full((12, 6), 255, np.uint8)
+    (row,) = page(fields, probs, readings=[(seq_reading("15", 0.97), None)], crops=[digit, comma, digit])
     assert (row.value, row.status, row.error) == ("15", "ok", "")
     assert row.confidence == pytest.approx(agreement(0.99 * 0.98, 0.97))
+    # a digit-sized blob read as no digit may be digits that neither reader made out: checked by a person
+    (row,) = page(fields, probs, readings=[(seq_reading("15", 0.97), None)], crops=[digit, digit, digit])
+    assert (row.value, row.status, row.error) == ("15", "review", "mark 2: not a digit")
 
 
 def test_a_field_with_ink_is_never_empty_whatever_the_sequence_reader_says():

@@ -215,3 +215,14 @@ def test_a_field_gives_its_whole_ink_strip_to_the_sequence_reader():
     assert field.strip.shape[1] == cols[-1] + 1 and abs(field.strip.shape[1] - (165 + 14 - 63)) <= 3  # "1" to "0"
     assert not field.strip[:, 20:80].any()  # the empty cell and the erased separators between
     assert cut(comb_page(20)).strip is None  # no ink, no strip
+
+
+def test_a_full_separator_between_short_ticks_is_erased_whole():
+    """A grouped comb (ticks between full separators): the full one is line, not a 1, from top to bottom."""
+    img = np.full((140, 280), 240, np.uint8)
+    cv2.rectangle(img, (40, 40), (239, 99), 20, 2)
+    for x, rise in zip((90, 140, 190), (12, 60, 12)):
+        cv2.line(img, (x, 99 - rise), (x, 99), 20, 2)
+    cv2.line(img, (65, 55), (65, 88), 30, 4)  # a "1" in cell 1, cells 2-4 empty
+    slots = cut(img, cells=4).slots
+    assert [len(s.edges) for s in slots] == [1, 0, 0, 0]
