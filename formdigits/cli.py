@@ -62,8 +62,8 @@ def main():
       find scans -name '*.tif' | formdigits scan - --format jsonl
 
     \b
-    Train and check the digit model:
-      formdigits train                             # writes export/formdigits.onnx
+    Train the two readers' models and check the digit model:
+      formdigits train                             # export/formdigits.onnx, strip-reader.onnx
       formdigits evaluate --model export/formdigits.onnx --json
     """
 
@@ -347,8 +347,11 @@ def synth(out_dir, pages, seed, style, separators, spacing, pen, formats, pages_
 @click.option("--epochs", default=40, show_default=True, type=click.IntRange(1), help="Digit CNN: epochs.")
 @click.option("--steps", default=6000, show_default=True, type=click.IntRange(1),
               help="Sequence reader: training steps of 64 composed strings.")
+@click.option("--init", type=click.Path(dir_okay=False, exists=True),
+              help="Sequence reader: start from this strip-checkpoint.pt's weights, with a new schedule (fine-tuning).")
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1), help="Digit CNN: batch size.")
-@click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(0, min_open=True), help="Peak learning rate.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True),
+              help="Peak learning rate [default: 3e-3 for the digit CNN, 2e-3 for the sequence reader].")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
               help="auto: CUDA when PyTorch sees a GPU (mixed precision), else CPU.")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -362,7 +365,7 @@ def synth(out_dir, pages, seed, style, separators, spacing, pen, formats, pages_
 @click.option("--resume", is_flag=True, help="Continue from OUT_DIR/checkpoint.pt with its saved settings.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @library_errors
-def train(data_dir, extra_data, out_dir, reader, epochs, steps, batch_size, lr, device, seed, val_size, limit,
+def train(data_dir, extra_data, out_dir, reader, epochs, steps, init, batch_size, lr, device, seed, val_size, limit,
           test_limit, workers, download, resume, quiet):  # fmt: skip
     """Train the two readers' models and export them to ONNX (CUDA when PyTorch sees a GPU).
 
@@ -379,8 +382,9 @@ def train(data_dir, extra_data, out_dir, reader, epochs, steps, batch_size, lr, 
     if reader in ("digit", "both"):
         from .train.loop import TrainConfig, train as run
 
-        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed, val_size=val_size,
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, device=device, seed=seed, val_size=val_size,
                              limit=limit, test_limit=test_limit, workers=workers)  # fmt: skip
+        config.lr = lr or config.lr
         metrics = run(out_dir, data_dir, extra_data, config, resume=resume, download=download, progress=not quiet)
         click.echo(f"test accuracy {metrics['test_accuracy']:.2%} on {metrics['test_n']} MNIST test digits; "
                    f"non-digits rejected {metrics['nondigit_rejected']:.1%}; model: {out_dir}/formdigits.onnx",
@@ -388,7 +392,8 @@ def train(data_dir, extra_data, out_dir, reader, epochs, steps, batch_size, lr, 
     if reader in ("strip", "both"):
         from .train.seqloop import StripTrainConfig, train_strips
 
-        config = StripTrainConfig(steps=steps, device=device, seed=seed, workers=workers)
+        config = StripTrainConfig(steps=steps, device=device, seed=seed, workers=workers, init=init or "")
+        config.lr = lr or config.lr
         metrics = train_strips(out_dir, data_dir, config, resume=resume, download=download, progress=not quiet)
         click.echo(f"held-back strings read exactly {metrics['string_accuracy']:.2%} ({metrics['strings']} strings, "
                    f"digits {metrics['digit_accuracy']:.2%}); model: {out_dir}/strip-reader.onnx", err=True)  # fmt: skip

@@ -108,3 +108,8 @@ def test_train_the_sequence_reader_from_the_cli(tmp_path, mnist_dir):
     r = run("train", "--reader", "strip", "--steps", 2, "--data-dir", mnist_dir, "--no-download", "-o", out, "--resume",
             "--quiet")  # fmt: skip
     assert r.exit_code == 0, r.output  # a finished run resumes to the same end
+    tuned = tmp_path / "tuned"
+    r = run("train", "--reader", "strip", "--steps", 1, "--init", out / "strip-checkpoint.pt", "--lr", 1e-4,
+            "--data-dir", mnist_dir, "--no-download", "-o", tuned, "--quiet")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads((tuned / "strip-metrics.json").read_text())["steps"] == 1

@@ -41,6 +41,7 @@ class StripTrainConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = -1  # data-loading processes (-1: choose from the machine)
+    init: str = ""  # start from this sequence reader checkpoint's weights (a new schedule: fine-tuning)
 
 
 class Strings(torch.utils.data.Dataset):
@@ -129,7 +130,10 @@ def train_strips(out_dir="export", data_dir=None, config=None, model_config=None
     cuda = device.type == "cuda"
     workers = config.workers if config.workers >= 0 else min(8, os.cpu_count() or 1) if cuda else 1
 
-    model = StripNet(model_config).to(device)
+    model = StripNet(model_config)
+    if config.init and state is None:
+        model.load_state_dict(torch.load(config.init, map_location="cpu", weights_only=True)["model"])
+    model = model.to(device)
     ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema(config.ema_decay), use_buffers=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.steps, pct_start=0.1)

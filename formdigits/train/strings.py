@@ -126,8 +126,8 @@ def _mark(kind, height, pen, rng):
     elif kind == "-":
         img = _canvas(t + 4, height * rng.uniform(0.25, 0.6))
         cv2.line(img, (1, 2 + t // 2), (img.shape[1] - 2, 2 + t // 2 + int(rng.integers(-1, 2))), 255, t, cv2.LINE_AA)
-    elif kind == "/":
-        img = _canvas(height, height * rng.uniform(0.3, 0.5))
+    elif kind == "/":  # taller than the digits and leaning far more than any 1
+        img = _canvas(height * rng.uniform(1.1, 1.3), height * rng.uniform(0.55, 0.8))
         cv2.line(img, (img.shape[1] - 2, 1), (1, img.shape[0] - 2), 255, t, cv2.LINE_AA)
     else:  # "'": a tick
         img = _canvas(height * rng.uniform(0.2, 0.45), max(4, t + 3))
@@ -166,7 +166,7 @@ def compose(rng, images_by_digit, text=None):
                     img = crossed(img, pen, rng)
             glyphs.append((img, c, 0.0, small))
         else:
-            drop = {".": 0.0, ",": 0.15, "-": -0.4, "/": 0.05, "'": -0.6}[c]
+            drop = {".": 0.0, ",": 0.15, "-": -0.4, "/": 0.15, "'": -0.6}[c]
             glyphs.append((_mark(c, h, pen, rng), "", drop, True))
         i += 1
     ink = _lay_out(glyphs, style, rng)
@@ -191,13 +191,13 @@ def _draw_text(rng, style):
         groups = [text[max(0, k - 3) : k] for k in range(len(text), 0, -3)][::-1]
         text = sep.join(groups) + (dec + frac if frac else "")
     if style["marks"]:
-        if rng.random() < 0.4:
-            text = rng.choice(["-", "'", "/"]) + text
+        if rng.random() < 0.4:  # (never a slash: a leading stroke that tall is a 1)
+            text = rng.choice(["-", "'"]) + text
         if rng.random() < 0.3:
             text = text + rng.choice(["-", "."])
         if rng.random() < 0.2 and len(text) > 2:  # a dash or slash in the middle
             k = int(rng.integers(1, len(text)))
-            text = text[:k] + rng.choice(["-", "/"]) + text[k:]
+            text = text[:k] + "-" + text[k:]
     return text
 
 
