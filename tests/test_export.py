@@ -137,3 +137,34 @@ def test_the_int8_twin_reads_digits_as_the_float_model_does(mnist_dir):
     acc32, acc8 = (p32.argmax(1) == labels[:2000]).mean(), (p8.argmax(1) == labels[:2000]).mean()
     assert acc8 >= acc32 - 0.002
     assert np.abs(p32 - p8).max(1).mean() < 0.02  # probabilities too, not just the winner
+
+
+def test_the_shipped_sequence_reader_reads_digits_set_side_by_side(mnist_dir):
+    """MNIST test digits (never trained on) placed side by side as a person writes a number."""
+    from formdigits.mnist import load_mnist
+    from formdigits.sequence import StripReader, default_strip_model_path
+
+    reader = StripReader(threads=1)
+    assert reader.path == default_strip_model_path() and reader.metrics["string_accuracy"] > 0.5
+    images, labels = load_mnist("test", mnist_dir)
+    rng = np.random.default_rng(0)
+    strips, texts = [], []
+    for _ in range(40):
+        pick = rng.integers(len(images), size=int(rng.integers(2, 7)))
+        gap = np.zeros((28, int(rng.integers(0, 8))), np.uint8)
+        strips.append(np.hstack([np.hstack([images[i], gap]) for i in pick]))
+        texts.append("".join(str(labels[i]) for i in pick))
+    readings = reader.read(strips)
+    exact = np.mean([r.text == t for r, t in zip(readings, texts)])
+    assert exact >= 0.85, [(r.text, t) for r, t in zip(readings, texts) if r.text != t]
+    assert all(0 <= r.probability <= 1 for r in readings)
+
+
+def test_a_model_that_is_not_a_sequence_reader_is_refused(tmp_path):
+    from formdigits.classifier import default_model_path
+    from formdigits.sequence import StripReader
+
+    with pytest.raises(ModelError, match="not a formdigits sequence reader"):
+        StripReader(default_model_path())
+    with pytest.raises(ModelError, match="sequence reader not found"):
+        StripReader(tmp_path / "none.onnx")
