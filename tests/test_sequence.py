@@ -88,19 +88,19 @@ def onehot(text, p=0.95):
     return [np.eye(11)[int(c)] * p + (1 - p) / 11 for c in text]
 
 
-def test_agreement_multiplies_each_digits_joint_confidence():
-    assert agreement([0.9], [0.9], k=1) == pytest.approx(0.81 / (0.81 + 0.01))  # independent readers
-    assert agreement([0.5], [0.5], k=1) == pytest.approx(0.5)
-    assert agreement([0.9, 0.9], [0.9, 0.9], k=30) == pytest.approx((0.81 / (0.81 + 0.3)) ** 2)
-    assert agreement([0.99], [0.2]) < 0.99  # a doubtful second reader lowers it
-    assert agreement([0.999] * 3, [0.999] * 3) > 0.9  # two sure readers: accepted at the default
+def test_agreement_weighs_both_readers_and_their_shared_mistakes():
+    assert agreement(0.9, 0.9, k=1) == pytest.approx(0.81 / (0.81 + 0.01))  # independent readers
+    assert agreement(0.5, 0.5, k=1) == pytest.approx(0.5)
+    assert agreement(0.9, 0.9, k=10) == pytest.approx(0.81 / (0.81 + 0.1))
+    assert agreement(0.99, 0.2) < 0.99  # a doubtful second reader lowers it
+    assert agreement(0.95, 0.95) > 0.9  # two sure readers: accepted at the default
 
 
 def test_readers_that_agree_accept_and_drop_the_doubts_agreement_answers():
     notes = ["mark 2: not a digit", "ink crosses the box line and was left out"]
     seq = reading("1234", 0.97)
     value, conf, confs, left = decide("1234", [0.99] * 4, onehot("1234"), notes, seq, wide=reading("1234", 0.9))
-    assert value == "1234" and conf > 0.95 and left == []
+    assert value == "1234" and conf == pytest.approx(agreement(0.99**4, 0.97)) and left == []
     # the left-out ink reads as another value: it could change the reading, so the field is checked
     _, _, _, left = decide("1234", [0.99] * 4, onehot("1234"), notes, seq, wide=reading("12345", 0.9))
     assert left == ["ink crosses the box line and was left out"]
