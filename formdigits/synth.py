@@ -244,10 +244,13 @@ class _Drawer:
         x1 = x0 + round(n * cw)
         self.rect(x0, y0, x1, y0 + ch, faint=self.faint())
         kind = ("half" if half else "full") if s.separators == "classic" else self.family("separators")
-        group = int(rng.integers(2, 4))
+        group = int(rng.integers(2, 4)) if kind == "grouped" else 0  # (classic pages draw as they always did)
         for i in range(1, n):
             xi = x0 + round(i * cw)
-            rise = {"full": ch, "half": ch // 3, "dotted": ch, "ticks": ch // 5}.get(kind, ch if i % group == 0 else ch // 5)
+            if kind == "grouped":
+                rise = ch if i % group == 0 else ch // 5
+            else:
+                rise = {"full": ch, "half": ch // 3, "dotted": ch, "ticks": ch // 5}[kind]
             if kind == "dotted":
                 for yy in range(y0, y0 + ch, max(3, self.lw * 3)):
                     cv2.line(self.page, (xi, yy), (xi, yy + self.lw), self.line, self.lw)
