@@ -21,7 +21,7 @@ from .sequence import label_probability
 FLOOR = 1e-4  # the least probability either reader gives any reading
 MISSING = 0.01  # how likely the cutting reader finds a reading with a digit more or less than it has crops
 # Fitted on the tuning sets (BENCHMARKS.md), never on the held-out family or the fresh sets:
-SAME_MISTAKE = 10.0  # how much likelier the two readers make the same mistake than independent readers would
+SAME_MISTAKE = 30.0  # how much likelier the two readers make the same mistake than independent readers would
 SEQ_WEIGHT, CUT_PRIOR = 2.0, 4.0  # a disagreement: the sequence reader's log-probability x 2, +4 for the cut's
 
 
@@ -33,7 +33,7 @@ def agreement(p_cut, p_seq, k=SAME_MISTAKE):
     independent; they are not (both learnt from MNIST and misread the same
     ambiguous shapes), and ``k`` is fitted on the tuning sets so that at the
     default ``--min-confidence`` few accepted fields are wrong. Two readers each
-    95 % sure give 0.97; one sure and one doubtful (0.99, 0.6) 0.94; (0.9, 0.6) 0.57.
+    95 % sure give 0.92; one sure and one doubtful (0.99, 0.6) 0.83; (0.9, 0.6) 0.31.
     """
     p, q = min(max(p_cut, FLOOR), 1 - FLOOR), min(max(p_seq, FLOOR), 1 - FLOOR)
     return p * q / (p * q + k * (1 - p) * (1 - q))
