@@ -11,7 +11,8 @@ touching ones), so:
   reader, which reads marks as nothing, gives the same digits; ink across the
   box line when reading the field with that ink gives the same value.
 - **they disagree**: the likelier reading is given, scored by both readers
-  (:func:`likelier`), with its share of the two as confidence, and ``review``.
+  (:func:`likelier`), with both readers' support for it as confidence (low:
+  disagreements rank below agreements), and ``review``.
 """
 
 import math
@@ -50,18 +51,20 @@ def cut_probability(slot_probs, text):
 
 
 def likelier(cut_text, cut_p, seq, slot_probs):
-    """``(text, share)``: of the two readers' readings, the one both find likelier together, and its share
-    of the two's joint score. The score weighs the sequence reader's log-probability double and gives
-    the cut's reading a head start (``SEQ_WEIGHT``, ``CUT_PRIOR``): on the tuning sets the cutting reader
-    is right more often where the two disagree, except where it had to cut digits apart."""
-    if cut_text and not seq.text:
-        return cut_text, 1.0  # ink the cutting reader read as digits: an empty reading cannot be the value
+    """``(text, confidence)``: of the two readers' readings, the one both find likelier together, and how
+    much both support it (:func:`agreement` of each reader's probability *for that reading*: low, since
+    one of them read something else). The choice weighs the sequence reader's log-probability double and
+    gives the cut's reading a head start (``SEQ_WEIGHT``, ``CUT_PRIOR``): on the tuning sets the cutting
+    reader is right more often where the two disagree, except where it had to cut digits apart."""
     seq_p_of_cut = label_probability(seq.frames, cut_text)
+    if cut_text and not seq.text:  # ink the cutting reader read as digits: an empty reading cannot be the value
+        return cut_text, agreement(cut_p, seq_p_of_cut)
+    cut_p_of_seq = cut_probability(slot_probs, seq.text)
     score_cut = CUT_PRIOR + math.log(max(cut_p, FLOOR)) + SEQ_WEIGHT * math.log(max(seq_p_of_cut, FLOOR))
-    score_seq = math.log(max(cut_probability(slot_probs, seq.text), FLOOR)) + SEQ_WEIGHT * math.log(
-        max(seq.probability, FLOOR))  # fmt: skip
-    share = 1 / (1 + math.exp(-abs(score_cut - score_seq)))
-    return (cut_text, share) if score_cut >= score_seq else (seq.text, share)
+    score_seq = math.log(max(cut_p_of_seq, FLOOR)) + SEQ_WEIGHT * math.log(max(seq.probability, FLOOR))
+    if score_cut >= score_seq:
+        return cut_text, agreement(cut_p, seq_p_of_cut)
+    return seq.text, agreement(cut_p_of_seq, seq.probability)
 
 
 def decide(cut_text, cut_confs, slot_probs, notes, seq, wide=None, small_marks=True):
@@ -87,7 +90,6 @@ def decide(cut_text, cut_confs, slot_probs, notes, seq, wide=None, small_marks=T
         if wide is not None and wide.text == cut_text:
             notes = [n for n in notes if not n.startswith("ink crosses")]  # the ink left out changes nothing
         return cut_text, agreement(cut_p, seq.probability), list(cut_confs), notes
-    text, share = likelier(cut_text, cut_p, seq, slot_probs)
+    text, confidence = likelier(cut_text, cut_p, seq, slot_probs)
     notes = notes + [f"readers disagree: cut {cut_text or '-'}, sequence {seq.text or '-'}"]
-    confs = list(cut_confs) if text == cut_text else list(seq.char_probs)
-    return text, share * (cut_p if text == cut_text else seq.probability), confs, notes
+    return text, confidence, list(cut_confs) if text == cut_text else list(seq.char_probs), notes

@@ -158,4 +158,4 @@ def test_a_drawn_strip_reads_through_the_onnx_reader(tmp_path, mnist_dir):
 
 def test_ink_read_as_digits_is_never_given_up_for_an_empty_reading():
     value, conf, confs, notes = decide("12", [0.9, 0.9], onehot("12"), [], reading("", 0.99, frames({}, {}, {})))
-    assert value == "12" and conf == pytest.approx(0.81) and notes == ["readers disagree: cut 12, sequence -"]
+    assert value == "12" and conf < 0.01 and notes == ["readers disagree: cut 12, sequence -"]
