@@ -79,8 +79,8 @@ def darkness(gray):
     return cv2.subtract((paper, 0, 0, 0), gray)  # a scalar minus the page, saturating at 0
 
 
-def line_mask(dark):
-    return (cv2.blur(dark, (3, 3)) >= MASK_LEVEL).view(np.uint8)
+def line_mask(dark, level=MASK_LEVEL):
+    return (cv2.blur(dark, (3, 3)) >= level).view(np.uint8)
 
 
 def _contours(mask):
@@ -230,12 +230,12 @@ def _outlines(mask, contours=None):
         yield x, y, w, h, roi
 
 
-def find_boxes(dark, mask=None, contours=None):
+def find_boxes(dark, mask=None, contours=None, level=MASK_LEVEL):
     """Boxes on a deskewed darkness image, in reading order, and the lines' typical darkness.
 
     ``mask``: the page's :func:`line_mask`, and ``contours`` its :func:`_contours`, when already found.
     """
-    mask = line_mask(dark) if mask is None else mask
+    mask = line_mask(dark, level) if mask is None else mask
     H, W = mask.shape
     found = []
     for x, y, w, h, roi in _outlines(mask, contours):
@@ -342,7 +342,7 @@ def analyze(gray, turn=0):
     return layout
 
 
-def _skew(dark):
+def _skew(dark, level=MASK_LEVEL):
     """``(angle, mask, contours)``: the page's skew, and its line mask and contours when they were made on the way.
 
     A large page finds its skew on a half-size copy, each 2x2 block as dark as
@@ -352,18 +352,31 @@ def _skew(dark):
     if min(h, w) >= HALF_FROM:
         half = dark[: h // 2 * 2, : w // 2 * 2]
         half = np.maximum(np.maximum(half[::2, ::2], half[1::2, ::2]), np.maximum(half[::2, 1::2], half[1::2, 1::2]))
-        return estimate_skew(line_mask(half)), None, None
-    mask = line_mask(dark)
+        return estimate_skew(line_mask(half, level)), None, None
+    mask = line_mask(dark, level)
     contours = _contours(mask)
     return estimate_skew(mask, contours), mask, contours
 
 
+FAINT_LEVEL = MASK_LEVEL // 2  # a page with few boxes at MASK_LEVEL is looked at again for fainter lines
+FEW_BOXES = 8
+
+
 def _analyze_dark(dark):
+    layout = _analyze_at(dark, MASK_LEVEL)
+    if len(layout.boxes) < FEW_BOXES:  # light lines on tinted paper (a pale dropout colour): look again
+        faint = _analyze_at(dark, FAINT_LEVEL)
+        if len(faint.boxes) > len(layout.boxes):
+            return faint
+    return layout
+
+
+def _analyze_at(dark, level):
     h, w = dark.shape
-    angle, mask, contours = _skew(dark)
+    angle, mask, contours = _skew(dark, level)
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
     if abs(angle) >= 0.05:
         dark = cv2.warpAffine(dark, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
         mask = contours = None  # the lines moved: found again on the straightened page
-    boxes, level = find_boxes(dark, mask, contours)
-    return Layout(dark, matrix, angle, boxes, level)
+    boxes, line_level = find_boxes(dark, mask, contours, level)
+    return Layout(dark, matrix, angle, boxes, line_level)
