@@ -104,6 +104,7 @@ class StripParams:
     max_width: int = 512  # wider strips are squeezed to this many columns
     threshold: int = 64  # ink level (0-255, after contrast stretch) that counts for the bounding box
     min_ink: int = 32  # a strip whose darkest ink is fainter than this is blank
+    max_gap: float = 0.6  # a gap between inks wider than this x the ink's height is closed up to it (empty comb cells)
 
     def to_dict(self):
         return asdict(self)
@@ -117,7 +118,8 @@ def preprocess_strip(strip, params=DEFAULT_STRIP):
 
     The ONE strip function shared by training and scanning. The strip (2-D
     ``uint8`` ink, as :func:`preprocess` takes) is contrast stretched, cut to its
-    ink's bounding box, scaled (aspect kept) so that the box is ``height - 2 pad``
+    ink's bounding box, its gaps closed up to ``max_gap`` x its height (the
+    empty cells of a comb), scaled (aspect kept) so that the box is ``height - 2 pad``
     rows tall, and padded with paper: ``W`` is at least ``height`` and at most
     ``max_width`` (a longer strip is squeezed). A blank strip gives ``(height, height)`` zeros.
     """
@@ -134,14 +136,28 @@ def preprocess_strip(strip, params=DEFAULT_STRIP):
     x, y, w, bh = cv2.boundingRect((strip >= params.threshold).view(np.uint8))
     if w == 0 or bh == 0:
         return np.zeros((h, h), np.float32)
+    ink = _close_gaps(strip[y : y + bh, x : x + w], max(1, round(params.max_gap * bh)))
     inner = h - 2 * pad
     scale = inner / bh
-    nw = min(max(1, round(w * scale)), params.max_width - 2 * pad)
+    nw = min(max(1, round(ink.shape[1] * scale)), params.max_width - 2 * pad)
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    ink = cv2.resize(strip[y : y + bh, x : x + w], (nw, inner), interpolation=interp)
+    ink = cv2.resize(ink, (nw, inner), interpolation=interp)
     out = np.zeros((h, max(h, nw + 2 * pad)), np.float32)
     out[pad : pad + inner, pad : pad + nw] = ink * np.float32(1 / 255)
     return out
+
+
+def _close_gaps(ink, gap):
+    """``ink`` with every run of empty columns longer than ``gap`` shortened to ``gap``."""
+    empty = ~ink.any(0)
+    if empty.sum() <= gap:
+        return ink
+    keep = np.ones(len(empty), bool)
+    run = 0
+    for i, e in enumerate(empty.tolist()):
+        run = run + 1 if e else 0
+        keep[i] = run <= gap
+    return ink[:, keep]
 
 
 def strip_batch(strips, params=DEFAULT_STRIP, multiple=4):

@@ -140,12 +140,19 @@ class StripReader:
         return self.read_inputs([preprocess_strip(s, self.params) for s in strips])
 
     def read_inputs(self, inputs):
-        """A :class:`Reading` for each preprocessed strip (float in [0, 1], or uint8 scaled by 255)."""
+        """A :class:`Reading` for each preprocessed strip (float in [0, 1], or uint8 scaled by 255).
+
+        Strips are batched with others of the same padded width only: the LSTM
+        reads the padding too, so a strip's reading never depends on which
+        other strips share its batch (a resumed scan writes the same bytes).
+        """
         inputs = [s if s.dtype == np.float32 else s.astype(np.float32) * np.float32(1 / 255) for s in inputs]
-        order = sorted(range(len(inputs)), key=lambda i: inputs[i].shape[1])  # similar widths batch together
+        groups = {}
+        for i, s in enumerate(inputs):
+            groups.setdefault(-(-s.shape[1] // DOWNSAMPLE), []).append(i)
+        chunks = [g[k : k + self.batch_size] for _, g in sorted(groups.items()) for k in range(0, len(g), self.batch_size)]
         out = [None] * len(inputs)
-        for k in range(0, len(order), self.batch_size):
-            chunk = order[k : k + self.batch_size]
+        for chunk in chunks:
             batch, widths = strip_batch([inputs[i] for i in chunk], self.params)
             for i, frames in zip(chunk, self.frames(batch, widths)):
                 text, chars = greedy(frames)

@@ -33,6 +33,16 @@ def test_a_narrow_strip_is_padded_to_a_square_and_a_long_one_squeezed():
         preprocess_strip(np.zeros((10, 10), np.float32))
 
 
+def test_wide_gaps_between_inks_are_closed_up():
+    """An empty comb cell between two digits leaves a gap far wider than a writer's: closed to 0.6 x height."""
+    strip = np.zeros((20, 100), np.uint8)
+    strip[:, 0:10] = strip[:, 70:80] = 255  # 20 rows of ink, 60 empty columns between
+    x = preprocess_strip(strip, StripParams(height=24, pad=2, max_gap=0.6))
+    cols = x.any(0)
+    assert x.shape == (24, 2 + 32 + 2)  # 10 + 12 + 10 columns, scaled by 20/20 -> 1
+    assert cols[2:12].all() and not cols[12:24].any() and cols[24:34].all()
+
+
 def test_strips_batch_to_the_widest_rounded_up():
     batch, widths = strip_batch([np.ones((32, 33), np.float32), np.ones((32, 41), np.float32)])
     assert batch.shape == (2, 1, 32, 44) and widths.tolist() == [33, 41]
