@@ -17,6 +17,7 @@ touching ones), so:
 
 import math
 
+from .segment import CUT_NOTE
 from .sequence import label_probability
 
 FLOOR = 1e-4  # the least probability either reader gives any reading
@@ -88,7 +89,7 @@ def decide(cut_text, cut_confs, slot_probs, notes, seq, wide=None, small_marks=T
         if small_marks:  # separators and ticks: both read no digit there
             notes = [n for n in notes if not n.endswith("not a digit")]
         if wide is not None and wide.text == cut_text:
-            notes = [n for n in notes if not n.startswith("ink crosses")]  # the ink left out changes nothing
+            notes = [n for n in notes if n != CUT_NOTE]  # the ink left out changes nothing
         return cut_text, agreement(cut_p, seq.probability), list(cut_confs), notes
     text, confidence = likelier(cut_text, cut_p, seq, slot_probs)
     notes = notes + [f"readers disagree: cut {cut_text or '-'}, sequence {seq.text or '-'}"]
