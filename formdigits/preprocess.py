@@ -152,12 +152,9 @@ def _close_gaps(ink, gap):
     empty = ~ink.any(0)
     if empty.sum() <= gap:
         return ink
-    keep = np.ones(len(empty), bool)
-    run = 0
-    for i, e in enumerate(empty.tolist()):
-        run = run + 1 if e else 0
-        keep[i] = run <= gap
-    return ink[:, keep]
+    i = np.arange(len(empty))
+    run_start = np.maximum.accumulate(np.where(empty, 0, i + 1))  # the column after the last inked one
+    return ink[:, ~empty | (i - run_start < gap)]
 
 
 def strip_batch(strips, params=DEFAULT_STRIP, multiple=4):
