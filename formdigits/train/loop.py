@@ -63,6 +63,13 @@ def pick_device(name):
     return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
 
+def resume_state(ckpt_path):
+    """The saved state of an interrupted run, to go on from."""
+    if not ckpt_path.is_file():
+        raise ModelError(f"{ckpt_path}: no checkpoint to resume from")
+    return torch.load(ckpt_path, map_location="cpu", weights_only=True)
+
+
 def _save(obj, path):
     tmp = Path(f"{path}.tmp")
     torch.save(obj, tmp)
@@ -145,9 +152,7 @@ def train(out_dir="export", data_dir=None, extra_data=None, config=None, model_c
     ckpt_path = out_dir / "checkpoint.pt"
     state = None
     if resume:
-        if not ckpt_path.is_file():
-            raise ModelError(f"{ckpt_path}: no checkpoint to resume from")
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        state = resume_state(ckpt_path)
         config = TrainConfig(**state["train_config"])
         model_config = ModelConfig(**state["model_config"])
     model_config = model_config or ModelConfig()

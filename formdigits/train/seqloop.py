@@ -18,11 +18,10 @@ import torch
 from tqdm import tqdm
 
 from .. import __version__
-from ..errors import ModelError
 from ..mnist import load_mnist
 from ..preprocess import DEFAULT_STRIP, preprocess_strip, strip_batch
 from ..sequence import LABELS, greedy
-from .loop import _ema, _save, pick_device
+from .loop import _ema, _save, pick_device, resume_state
 from .seqmodel import StripConfig, StripNet, frames
 from .strings import by_digit, compose
 
@@ -115,11 +114,9 @@ def train_strips(out_dir="export", data_dir=None, config=None, model_config=None
     ckpt_path = out_dir / "strip-checkpoint.pt"
     state = None
     if resume:
-        if not ckpt_path.is_file():
-            raise ModelError(f"{ckpt_path}: no checkpoint to resume from")
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        state = resume_state(ckpt_path)
         config = StripTrainConfig(**state["train_config"])
-        model_config = StripConfig(**{**state["model_config"], "channels": tuple(state["model_config"]["channels"])})
+        model_config = StripConfig.from_dict(state["model_config"])
     model_config = model_config or StripConfig()
     device = pick_device(config.device)
     torch.manual_seed(config.seed)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .model import _block  # 3x3 conv, BatchNorm, ReLU: DigitNet's stage
+
 
 @dataclass
 class StripConfig:
@@ -24,9 +26,10 @@ class StripConfig:
     mean: float = 0.08
     std: float = 0.25
 
-
-def _block(cin, cout):
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    @classmethod
+    def from_dict(cls, d):
+        """From a checkpoint's ``model_config`` (lists back to tuples)."""
+        return cls(**{**d, "channels": tuple(d["channels"])})
 
 
 class StripNet(nn.Module):
