@@ -42,6 +42,11 @@ class PdfDpi(click.ParamType):
         self.fail(f"{value!r} is not 'auto' or a number from 50 to 1200", param, ctx)
 
 
+def _n(count, noun):
+    """``1 page``, ``2 pages``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _need_torch(command):
     try:
         import torch  # noqa: F401
@@ -202,8 +207,8 @@ def scan(paths, output, fmt, templates, recursive, model, readers, strip_model, 
     if not quiet:
         took = time.perf_counter() - start
         fields = counts["ok"] + counts["review"] + counts["empty"]
-        click.echo(f"formdigits: {pages} pages, {fields} fields ({counts['ok']} ok, {counts['review']} review, "
-                   f"{counts['empty']} empty), {len(failed)} errors in {took:.1f} s ({pages / took:.1f} pages/s)",
+        click.echo(f"formdigits: {_n(pages, 'page')}, {_n(fields, 'field')} ({counts['ok']} ok, {counts['review']} review, "
+                   f"{counts['empty']} empty), {_n(len(failed), 'error')} in {took:.1f} s ({pages / took:.1f} pages/s)",
                    err=True)  # fmt: skip
         for message in failed:
             click.echo(f"  failed: {message}", err=True)
@@ -280,6 +285,9 @@ def score(predictions, truth, reject, as_json, plot):
     if any(not 0 <= r <= 1 for r in rates):
         raise click.BadParameter("reject rates are fractions between 0 and 1", param_hint="--reject")
     pred_rows, truth_rows = read_rows(predictions), read_rows(truth)
+    if pred_rows and not {"confidence", "status"} & set(pred_rows[0]):
+        raise click.UsageError(f"{predictions} has no confidence or status column: it looks like a truth file. "
+                               "Give the scan's CSV first, then the truth: formdigits score out.csv truth.csv")  # fmt: skip
     r = run(pred_rows, truth_rows, rates)
     if plot:
         points, operating = curve(pred_rows, truth_rows)

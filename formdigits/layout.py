@@ -76,6 +76,8 @@ def darkness(gray):
     sample = gray[::4, ::4]  # every 16th pixel tells the paper tone as well as all of them
     hist = cv2.calcHist([sample], [0], None, [256], [0, 256]).ravel()
     paper = int(np.searchsorted(np.cumsum(hist), sample.size / 2))
+    if gray.shape[1] == 1:  # OpenCV would take a one-column page of up to 4 rows for a scalar
+        return (paper - np.minimum(gray, paper)).astype(np.uint8)
     return cv2.subtract((paper, 0, 0, 0), gray)  # a scalar minus the page, saturating at 0
 
 

@@ -61,6 +61,8 @@ def _kind(path):
         raise PageError(f"{name}: is a directory (use --recursive to scan folders)")
     if not path.exists():
         raise PageError(f"{name}: no such file")
+    if not path.is_file():  # a FIFO, a socket, a device: opening it could wait for ever
+        raise PageError(f"{name}: not a regular file")
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)

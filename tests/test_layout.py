@@ -159,3 +159,12 @@ def test_light_lines_on_tinted_paper_are_looked_for_again():
     dark = darkness(img)
     assert not line_mask(dark).any()  # at the usual level the lines are not there
     assert [(b.x, b.y, b.w, b.h) for b in analyze(img).boxes] == [(40, 60, 181, 80), (260, 60, 181, 80), (480, 60, 181, 80)]
+
+
+@pytest.mark.parametrize("shape", [(4, 1), (1, 4), (3, 1), (1, 1)])
+def test_a_page_of_a_few_pixels_is_darkness_like_any_other(shape):
+    """A 4x1 page was taken by OpenCV for a scalar: float darkness, negative values (issue 19, item 17)."""
+    gray = np.arange(1, 1 + shape[0] * shape[1], dtype=np.uint8).reshape(shape) * 60
+    dark = darkness(gray)
+    assert dark.dtype == np.uint8 and dark.shape == shape and dark.min() == 0
+    assert analyze(gray).boxes == []

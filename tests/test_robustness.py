@@ -86,6 +86,21 @@ def test_unreadable_file_is_an_error_row(tmp_path, monkeypatch):
         count_pages(f)
 
 
+def test_a_fifo_is_an_error_row_not_a_hang(tmp_path):
+    """Nothing ever writes to the FIFO: opening it would wait for ever (issue 19, item 4)."""
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    good = tmp_path / "empty.png"
+    cv2.imwrite(str(good), np.full((40, 40), 255, np.uint8))
+    out = tmp_path / "out.csv"
+    proc = subprocess.run([sys.executable, "-m", "formdigits", "scan", str(fifo), str(good), "-o", str(out),
+                           "--readers", "cut", "-j", "0"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["status"], r["error"]) for r in rows] == [("error", f"{fifo}: not a regular file")]
+    assert "2 pages, 0 fields (0 ok, 0 review, 0 empty), 1 error in" in proc.stderr  # (not "1 errors")
+
+
 def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
     f = tmp_path / "bomb.png"
     f.write_bytes(_png_header_only(50_000, 40_000))

@@ -83,3 +83,9 @@ def test_edit_distance_and_bad_csv(tmp_path):
     bad = write(tmp_path / "bad.csv", ["name", "value"], [("x", "1")])
     with pytest.raises(DataError, match="bad.csv: not a formdigits CSV"):
         read_rows(bad)
+
+
+def test_truth_and_predictions_swapped_is_a_usage_error(files):
+    pred, truth = files
+    r = CliRunner().invoke(main, ["score", str(truth), str(pred)])
+    assert r.exit_code == 2 and "looks like a truth file" in r.output
