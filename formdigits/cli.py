@@ -6,7 +6,9 @@ messages with exit code 1; usage errors exit with 2.
 
 import functools
 import json
+import math
 import sys
+from pathlib import Path
 
 import click
 
@@ -40,6 +42,20 @@ class PdfDpi(click.ParamType):
         if str(value).isdigit() and 50 <= int(value) <= 1200:
             return int(value)
         self.fail(f"{value!r} is not 'auto' or a number from 50 to 1200", param, ctx)
+
+
+def _check_scan_options(output, min_confidence, page_timeout):
+    """Usage errors that would otherwise show only after the pages were read (or as a traceback)."""
+    if math.isnan(min_confidence):
+        raise click.BadParameter("must be a number from 0 to 1, not nan", param_hint="--min-confidence")
+    if not math.isfinite(page_timeout):
+        raise click.BadParameter(f"must be a finite number of seconds, not {page_timeout}", param_hint="--page-timeout")
+    if output != "-":
+        out = Path(output)
+        if out.is_dir():
+            raise click.BadParameter(f"{output} is a folder: give the file to write", param_hint="-o")
+        if not out.parent.is_dir():
+            raise click.BadParameter(f"the folder {out.parent} does not exist", param_hint="-o")
 
 
 def _n(count, noun):
@@ -149,6 +165,7 @@ def scan(paths, output, fmt, templates, recursive, model, readers, strip_model, 
     from .sequence import StripReader
     from .template import load as load_template
 
+    _check_scan_options(output, min_confidence, page_timeout)
     files = expand_paths(paths, recursive)
     if not files:
         raise click.UsageError("no image files found in the given PATHS")

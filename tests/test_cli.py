@@ -93,3 +93,18 @@ print("ok")
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_scan_options_that_cannot_work_are_refused_before_any_page_is_read(tmp_path):
+    """Issue 19: these ran the whole scan and then failed with a traceback, or hung."""
+    page = tmp_path / "p.png"  # never read: the options are refused first
+    cases = [
+        (["-o", tmp_path / "missing" / "out.csv"], "the folder"),
+        (["-o", tmp_path], "is a folder"),
+        (["--min-confidence", "nan"], "not nan"),
+        (["--page-timeout", "inf"], "finite number of seconds"),
+    ]
+    for options, message in cases:
+        r = run("scan", page, *options)
+        assert r.exit_code == 2 and message in r.output, (options, r.output)
+        assert "Traceback" not in r.output
