@@ -166,7 +166,7 @@ def test_cli_bad_page_gives_an_error_row_and_exit_1(two_pages, tmp_path):
     errors = [row for row in rows if row["status"] == "error"]
     assert len(errors) == 1 and errors[0]["file"] == str(broken) and "not a readable image" in errors[0]["error"]
     assert {row["file"] for row in rows} == {str(two_pages / "f0.png"), str(broken), str(two_pages / "f1.png")}
-    assert "1 errors" in r.stderr and "failed: " in r.stderr
+    assert "1 error in" in r.stderr and "failed: " in r.stderr
 
 
 def test_cli_usage_errors(tmp_path):
