@@ -157,7 +157,7 @@ def test_a_drawn_strip_reads_through_the_onnx_reader(tmp_path, mnist_dir):
     cv2.putText(strip, "305", (5, 50), cv2.FONT_HERSHEY_SIMPLEX, 1.6, 255, 4)
     (r,) = reader.read([strip])
     ckpt = torch.load(tmp_path / "strip-checkpoint.pt", weights_only=True)
-    model = StripNet(StripConfig.from_dict(ckpt["model_config"]))
+    model = StripNet(StripConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     x, widths = strip_batch([preprocess_strip(strip)])  # padded alike: the LSTM reads the padding too
     expected = model.eval()(torch.from_numpy(x)).softmax(-1)[0].detach().numpy()[: widths[0] // 4]

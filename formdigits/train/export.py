@@ -113,7 +113,7 @@ def export_strip_checkpoint(checkpoint, out_path, metrics=None):
 
     try:
         ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        config = StripConfig.from_dict(ckpt["model_config"])
+        config = StripConfig(**ckpt["model_config"])
         model = StripNet(config)
         model.load_state_dict(ckpt["model"])
     except (OSError, KeyError, TypeError, ValueError, RuntimeError) as e:

@@ -63,6 +63,24 @@ def pick_device(name):
     return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
 
+def open_run(out_dir, checkpoint, resume, config, model_config, config_cls, model_config_cls):
+    """Where a run writes and what it runs with: ``(out_dir, ckpt_path, state, config, model_config, device)``.
+
+    A resumed run takes its settings from its checkpoint (``state``; None for a new
+    run); the defaults are the two dataclasses' own. Torch's seed is set.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / checkpoint
+    state = resume_state(ckpt_path) if resume else None
+    if state is not None:
+        config, model_config = config_cls(**state["train_config"]), model_config_cls(**state["model_config"])
+    config, model_config = config or config_cls(), model_config or model_config_cls()
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    return out_dir, ckpt_path, state, config, model_config, device
+
+
 def resume_state(ckpt_path):
     """The saved state of an interrupted run, to go on from."""
     if not ckpt_path.is_file():
@@ -146,18 +164,8 @@ def train(out_dir="export", data_dir=None, extra_data=None, config=None, model_c
     With ``resume`` it continues the run saved in ``out_dir/checkpoint.pt`` with that
     run's settings, and ends with the same weights as an uninterrupted run.
     """
-    config = config or TrainConfig()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / "checkpoint.pt"
-    state = None
-    if resume:
-        state = resume_state(ckpt_path)
-        config = TrainConfig(**state["train_config"])
-        model_config = ModelConfig(**state["model_config"])
-    model_config = model_config or ModelConfig()
-    device = pick_device(config.device)
-    torch.manual_seed(config.seed)
+    out_dir, ckpt_path, state, config, model_config, device = open_run(
+        out_dir, "checkpoint.pt", resume, config, model_config, TrainConfig, ModelConfig)  # fmt: skip
 
     images, labels = load_mnist("train", data_dir, download=download)
     if config.val_size >= len(images):

@@ -11,7 +11,6 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +20,7 @@ from .. import __version__
 from ..mnist import load_mnist
 from ..preprocess import DEFAULT_STRIP, preprocess_strip, strip_batch
 from ..sequence import LABELS, greedy
-from .loop import _ema, _save, pick_device, resume_state
+from .loop import _ema, _save, open_run
 from .seqmodel import StripConfig, StripNet, frames
 from .strings import by_digit, compose
 
@@ -108,18 +107,8 @@ def measure(model, device, inputs, texts):
 def train_strips(out_dir="export", data_dir=None, config=None, model_config=None, resume=False, download=True,
                  progress=True):  # fmt: skip
     """Train the sequence reader, export ONNX, write its metrics. Returns the metrics dict."""
-    config = config or StripTrainConfig()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / "strip-checkpoint.pt"
-    state = None
-    if resume:
-        state = resume_state(ckpt_path)
-        config = StripTrainConfig(**state["train_config"])
-        model_config = StripConfig.from_dict(state["model_config"])
-    model_config = model_config or StripConfig()
-    device = pick_device(config.device)
-    torch.manual_seed(config.seed)
+    out_dir, ckpt_path, state, config, model_config, device = open_run(
+        out_dir, "strip-checkpoint.pt", resume, config, model_config, StripTrainConfig, StripConfig)  # fmt: skip
 
     train_by_digit = by_digit(*load_mnist("train", data_dir, download=download))
     val_inputs, val_texts = held_back(by_digit(*load_mnist("test", data_dir)), config.val_size)

@@ -26,10 +26,8 @@ class StripConfig:
     mean: float = 0.08
     std: float = 0.25
 
-    @classmethod
-    def from_dict(cls, d):
-        """From a checkpoint's ``model_config`` (lists back to tuples)."""
-        return cls(**{**d, "channels": tuple(d["channels"])})
+    def __post_init__(self):
+        self.channels = tuple(self.channels)  # (a checkpoint's JSON-like dict holds a list)
 
 
 class StripNet(nn.Module):
