@@ -23,20 +23,19 @@ from collections import Counter
 import cv2
 import numpy as np
 
+from formdigits import orient
 from formdigits.classifier import Classifier, reject_index
 from formdigits.layout import _skew, darkness, find_boxes
 from formdigits.output import RowWriter
 from formdigits.pages import count_pages, read_page
 from formdigits.pipeline import _PageWork, expand_paths
 from formdigits.recognize import (
-    ORIENTATION_SAMPLE,
     Inputs,
     choose_paths,
     classify,
     make_rows,
     read_marks,
     second_look,
-    upside_down,
 )
 from formdigits.segment import cut_field, ink_image, line_ink
 
@@ -83,12 +82,12 @@ def main():
         work = _PageWork(f, n, [(b.x, b.y, b.w, b.h, b.kind) for b in boxes],
                          [(c.notes, c.shapes()) for c in cuts])  # fmt: skip
         firsts = np.cumsum([0] + [len(s.crops) for c in cuts for s in c.slots])[:-1]
-        samples = [firsts[[len(s.crops) > 0 for c in cuts for s in c.slots]][:ORIENTATION_SAMPLE]]
+        samples = [firsts[[len(s.crops) > 0 for c in cuts for s in c.slots]][:orient.SAMPLE]]
         probs = timed("inference", classify, clf, x, [work])
         paths, shares = timed("rows", choose_paths, work, probs, reject)
         probs, ((paths, shares),) = timed("marks", read_marks, clf, x, [work], probs, [(paths, shares)])
         final = timed("inference", second_look, clf, x, probs, paths)
-        timed("inference", upside_down, clf, probs, x, samples)
+        timed("inference", orient.judge, clf, probs, x, samples)
         rows = timed("rows", make_rows, work, final, paths, clf.labels, 0.9, shares)
         writer = RowWriter(io.StringIO(), "csv")
         for r in rows:

@@ -23,12 +23,13 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from . import orient
 from .classifier import Classifier
 from .layout import analyze
 from .pages import IMAGE_SUFFIXES, PageError, count_pages, read_page
 from .parallel import DEFAULT_PAGE_TIMEOUT, WorkerFailure, ordered_map
 from .preprocess import preprocess_strip
-from .recognize import ORIENTATION_SAMPLE, Inputs, read, upside_down
+from .recognize import Inputs, read
 from .segment import cut_field, ink_image, line_ink
 from .sequence import StripReader
 from .template import MIN_QUALITY, field_boxes, register
@@ -235,14 +236,17 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
     def flush():
         nonlocal x
         probs = read(clf, x, pending, min_confidence, strips)
-        samples = [work.first_crop + np.array(work.slot_firsts[:ORIENTATION_SAMPLE] if work.task.turn == 0 else [], int)
+        samples = [None if work.task.turn else work.first_crop + np.array(work.slot_firsts[: orient.SAMPLE], int)
                    for work in pending]  # a page already turned round is not judged again
-        flipped = upside_down(clf, probs, x, samples)
-        for work, turned_round in zip(pending, flipped):
-            if turned_round:
-                # upside down: read it again here, turned round (rare, so not worth a worker's round trip)
-                work = analyse_page(work.task._replace(turn=(work.turned + 180) % 360))
-                read(clf, Inputs(clf.params, work.crops or []), [work], min_confidence, strips)
+        for work, verdict in zip(pending, orient.judge(clf, probs, x, samples)):
+            if verdict != orient.UPRIGHT:
+                # read it again here, turned round (rare, so not worth a worker's round trip)
+                turned = analyse_page(work.task._replace(turn=(work.turned + 180) % 360))
+                read(clf, Inputs(clf.params, turned.crops or []), [turned], min_confidence, strips)
+                if verdict == orient.UPSIDE_DOWN:
+                    work = turned
+                elif not turned.error:
+                    work.rows = orient.pick(work.rows, turned.rows)
             work.crops = None
             yield work
         pending.clear()

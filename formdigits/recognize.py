@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from .choose import first_path, first_wins, read_digits, read_slot
-from .classifier import REJECT, reject_index
+from .classifier import reject_index
 from .decide import decide
 from .output import Row
 from .preprocess import preprocess
@@ -99,35 +99,6 @@ def classify(clf, x, works):
     if rest:
         probs[rest] = clf.predict(x[rest])
     return probs
-
-
-ORIENTATION_SAMPLE = 32  # at most this many crops of a page are read a second time, turned 180 degrees
-
-
-def upside_down(clf, probs, x, pages):
-    """Which pages' digits read clearly better turned 180 degrees (the page is upside down)?
-
-    ``pages`` holds, per page, the indices of its sample crops into ``probs`` and
-    ``x``; all samples are turned and classified in one batch. Compares the
-    log-probability of the best digit for each crop as it is and turned round:
-    upright digits lose when turned (a 7 turned is no digit), upside-down ones
-    gain. Clearly = the mean gain is positive and at least 1.5 standard errors
-    from zero (on upright pages it is negative, 1.8 to 4.4 standard errors; on
-    upside-down ones positive, 2.3 to 3.7). Pages with fewer than 8 crops are
-    not judged.
-    """
-    pages = [i if len(i) >= 8 else i[:0] for i in pages]
-    every = np.concatenate(pages) if pages else np.zeros(0, int)
-    if not len(every):
-        return [False] * len(pages)
-    digits = [k for k, label in enumerate(clf.labels) if label != REJECT]
-    best = lambda p: np.log(np.maximum(p[:, digits].max(1), 1e-6))  # noqa: E731
-    gain = best(clf.predict(np.ascontiguousarray(x[every][:, :, ::-1, ::-1]))) - best(probs[every])
-    out, start = [], 0
-    for i in pages:
-        g, start = gain[start : start + len(i)], start + len(i)
-        out.append(len(g) > 0 and g.mean() > 0 and g.mean() > 1.5 * g.std(ddof=1) / np.sqrt(len(g)))
-    return out
 
 
 def choose_paths(work, probs, reject):
