@@ -49,18 +49,19 @@ class Inputs:
     def add(self, crops):
         """Append crops (a page's, or more ways to cut a blob); returns the index of the first."""
         self.crops.extend(crops)
-        if self._x is not None:
-            self._x = np.concatenate([self._x, np.zeros((len(crops), *self._x.shape[1:]), np.float32)])
-            self._ready = np.concatenate([self._ready, np.zeros(len(crops), bool)])
         return len(self.crops) - len(crops)
 
     def __len__(self):
         return len(self.crops)
 
     def __getitem__(self, indices):
-        if self._x is None:
-            self._x = np.zeros((len(self.crops), 1, self.params.size, self.params.size), np.float32)
-            self._ready = np.zeros(len(self.crops), bool)
+        n, held = len(self.crops), 0 if self._x is None else len(self._x)
+        if held < n:  # room for the crops added since: at least twice as much, not a copy per add
+            x = np.zeros((max(n, 2 * held), 1, self.params.size, self.params.size), np.float32)
+            ready = np.zeros(len(x), bool)
+            if held:
+                x[:held], ready[:held] = self._x, self._ready
+            self._x, self._ready = x, ready
         indices = np.asarray(indices, int)
         for i in np.unique(indices[~self._ready[indices]]):
             self._x[i, 0] = preprocess(self.crops[i], self.params)

@@ -68,29 +68,48 @@ def greedy(frames):
 
 def label_probability(frames, text):
     """P(``text`` | strip) under the model: the CTC forward sum over all its alignments to the frames."""
-    blank = frames.shape[1] - 1
-    T = len(frames)
-    labels = [DIGITS.index(c) for c in text]
-    ext = [blank]
-    for k in labels:
-        ext += [k, blank]
-    S = len(ext)
-    if S > 2 * T + 1 or any(c not in DIGITS for c in text):
-        return 0.0
-    logp = np.log(np.maximum(frames[:, ext], 1e-30))  # (T, S)
-    # a symbol may skip the blank before it unless it repeats the symbol two back
-    skip = np.zeros(S, bool)
-    skip[3::2] = [a != b for a, b in zip(labels[1:], labels[:-1])]
-    alpha = np.full(S, -np.inf)
-    alpha[0] = logp[0, 0]
+    return label_probabilities([frames], [text])[0]
+
+
+def label_probabilities(frames, texts):
+    """:func:`label_probability` for many ``(T_i, classes)`` frame arrays and readings at once.
+
+    The CTC forward recursion runs over all of them together, one step per
+    frame (padded positions never feed real ones: paths only move forward).
+    """
+    n = len(frames)
+    out = np.zeros(n)
+    ok = [i for i in range(n) if all(c in DIGITS for c in texts[i]) and len(texts[i]) <= len(frames[i])]
+    if not ok:
+        return out.tolist()
+    blank = frames[ok[0]].shape[1] - 1
+    lengths = np.array([len(frames[i]) for i in ok])
+    sizes = np.array([2 * len(texts[i]) + 1 for i in ok])
+    T, S = int(lengths.max()), int(sizes.max())
+    ext = np.full((len(ok), S), blank)  # each reading with blanks around and between its digits
+    skip = np.zeros((len(ok), S), bool)  # a digit may skip the blank before it unless it repeats the one before
+    logp = np.zeros((len(ok), T, S))
+    for row, i in enumerate(ok):
+        labels = [DIGITS.index(c) for c in texts[i]]
+        ext[row, 1 : 2 * len(labels) : 2] = labels
+        skip[row, 3 : 2 * len(labels) : 2] = [a != b for a, b in zip(labels[1:], labels[:-1])]
+        logp[row, : lengths[row]] = np.log(np.maximum(frames[i][:, ext[row]], 1e-30))
+    alpha = np.full((len(ok), S), -np.inf)
+    alpha[:, 0] = logp[:, 0, 0]
     if S > 1:
-        alpha[1] = logp[0, 1]
+        alpha[:, 1] = np.where(sizes > 1, logp[:, 0, 1], -np.inf)
+    minus = np.full((len(ok), 2), -np.inf)
     for t in range(1, T):
-        prev1 = np.concatenate([[-np.inf], alpha[:-1]])
-        prev2 = np.where(skip, np.concatenate([[-np.inf, -np.inf], alpha[:-2]]), -np.inf)
-        alpha = np.logaddexp(np.logaddexp(alpha, prev1), prev2) + logp[t]
-    total = np.logaddexp(alpha[-1], alpha[-2]) if S > 1 else alpha[-1]
-    return float(math.exp(total)) if np.isfinite(total) else 0.0
+        prev1 = np.concatenate([minus[:, :1], alpha], 1)[:, :S]
+        prev2 = np.where(skip, np.concatenate([minus, alpha], 1)[:, :S], -np.inf)
+        step = np.logaddexp(np.logaddexp(alpha, prev1), prev2) + logp[:, t]
+        alpha = np.where((t < lengths)[:, None], step, alpha)  # a shorter strip's sum is final
+    rows = np.arange(len(ok))
+    last = alpha[rows, sizes - 1]
+    total = np.where(sizes > 1, np.logaddexp(last, alpha[rows, np.maximum(sizes - 2, 0)]), last)
+    with np.errstate(over="ignore"):
+        out[ok] = np.where(np.isfinite(total), np.exp(total), 0.0)
+    return out.tolist()
 
 
 class StripReader:
@@ -154,7 +173,8 @@ class StripReader:
         out = [None] * len(inputs)
         for chunk in chunks:
             batch, widths = strip_batch([inputs[i] for i in chunk], self.params)
-            for i, frames in zip(chunk, self.frames(batch, widths)):
-                text, chars = greedy(frames)
-                out[i] = Reading(text, label_probability(frames, text), chars, frames)
+            found = self.frames(batch, widths)
+            texts, chars = zip(*(greedy(f) for f in found))
+            for i, f, text, c, p in zip(chunk, found, texts, chars, label_probabilities(found, texts)):
+                out[i] = Reading(text, p, c, f)
         return out

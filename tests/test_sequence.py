@@ -9,7 +9,7 @@ import pytest
 
 from formdigits.decide import agreement, cut_probability, decide
 from formdigits.preprocess import StripParams, preprocess_strip, strip_batch
-from formdigits.sequence import Reading, greedy, label_probability
+from formdigits.sequence import Reading, greedy, label_probabilities, label_probability
 
 
 def test_a_strip_is_cut_to_its_ink_scaled_to_the_height_and_padded():
@@ -83,6 +83,17 @@ def test_label_probability_is_the_sum_over_every_alignment(text):
     f[:, [3, 4]] += 0.3  # make 3s and 4s likely enough to matter
     f /= f.sum(1, keepdims=True)
     assert label_probability(f, text) == pytest.approx(brute_force(f, text), rel=1e-6)
+
+
+def test_many_readings_scored_together_score_as_each_alone():
+    rng = np.random.default_rng(7)
+    cases = [(rng.dirichlet(np.ones(11) * 0.3, size=t), text)
+             for t, text in [(4, "34"), (1, ""), (6, "3"), (2, "11"), (4, "1234"), (3, "x"), (4, "907")]]  # fmt: skip
+    together = label_probabilities([f for f, _ in cases], [text for _, text in cases])
+    alone = [brute_force(f, text) if text != "x" else 0.0 for f, text in cases]
+    assert together == pytest.approx(alone, rel=1e-6, abs=1e-300)
+    assert together[3] == 0.0 and together[5] == 0.0  # "11" in 2 frames; a reading that is not digits
+    assert label_probabilities([], []) == [] and label_probabilities([cases[1][0]], [""]) == [pytest.approx(alone[1])]
 
 
 def test_a_reading_too_long_for_the_frames_has_no_probability():
