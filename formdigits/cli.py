@@ -163,15 +163,18 @@ def scan(paths, output, fmt, templates, recursive, model, readers, strip_model, 
     from .parallel import available_cores
     from .pipeline import expand_paths, iter_scan, quiet_opencv, reuse_memory
     from .sequence import StripReader
-    from .template import load as load_template
+    from .template import TemplateError, load as load_template
 
     _check_scan_options(output, min_confidence, page_timeout)
+    if fmt == "wide" and not templates:
+        raise click.UsageError("--format wide needs --template: the columns are the template's field names")
+    try:
+        forms = [load_template(t) for t in templates]
+    except TemplateError as e:
+        raise click.BadParameter(str(e), param_hint="--template") from None
     files = expand_paths(paths, recursive)
     if not files:
         raise click.UsageError("no image files found in the given PATHS")
-    if fmt == "wide" and not templates:
-        raise click.UsageError("--format wide needs --template: the columns are the template's field names")
-    forms = [load_template(t) for t in templates]
     names = list(dict.fromkeys(f.name for form in forms for f in form.fields)) or None
     quiet_opencv()
     reuse_memory()  # this process is ours: with --workers 0 it reads the pages itself
