@@ -364,3 +364,22 @@ def test_template_overlap_check_sweeps_and_agrees_with_every_pair():
     _check_overlaps(column)
     _check_overlaps(grid)
     assert time.perf_counter() - start < 1
+
+
+def test_registering_a_huge_template_to_a_page_of_boxes_alike_stays_small():
+    """Every template box voted on every hypothesis at once: 1,000 fields against a page of 300 boxes alike took
+    gigabytes (the worker was killed). Voting is now chunked, and huge templates and pages are sampled."""
+    import tracemalloc
+
+    from formdigits.layout import Box
+    from formdigits.template import Template, register
+
+    fields = [TemplateField(f"f{i}", "comb", 10 + i % 20 * 120, 10 + i // 20 * 60, 100, 40, 5) for i in range(1000)]
+    page = [Box(15 + i % 20 * 120, 18 + i // 20 * 60, 100, 40, "comb", [(0, 1)] * 5, 2) for i in range(150)]
+    tracemalloc.start()
+    start = time.perf_counter()
+    reg = register(Template("t", 3000, 4000, fields), page)
+    took, peak = time.perf_counter() - start, tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(reg.matched) == 150 and reg.matrix[:, 2] == pytest.approx([5, 8], abs=0.5)
+    assert peak < 100e6 and took < 5
