@@ -158,7 +158,7 @@ def scan(paths, output, fmt, templates, recursive, model, readers, strip_model, 
     from tqdm import tqdm
 
     from .classifier import Classifier
-    from .debug import write_debug
+    from .debug import DebugPictures
     from .output import open_output
     from .parallel import available_cores
     from .pipeline import expand_paths, iter_scan, quiet_opencv, reuse_memory
@@ -176,6 +176,7 @@ def scan(paths, output, fmt, templates, recursive, model, readers, strip_model, 
     if not files:
         raise click.UsageError("no image files found in the given PATHS")
     names = list(dict.fromkeys(f.name for form in forms for f in form.fields)) or None
+    pictures = DebugPictures(debug_dir, files) if debug_dir else None
     quiet_opencv()
     reuse_memory()  # this process is ours: with --workers 0 it reads the pages itself
     if workers is None:
@@ -217,7 +218,7 @@ def scan(paths, output, fmt, templates, recursive, model, readers, strip_model, 
                 if work.error:
                     failed.append(work.error)
                 elif debug_dir:
-                    write_debug(debug_dir, work.file, work.page, work.image, work.rows)
+                    pictures.write(work.file, work.page, work.image, work.rows)
     except KeyboardInterrupt:
         bar.close()
         where = f"; the finished pages are in {output}.partial: run again with --resume to go on" if output != "-" else ""
