@@ -136,7 +136,7 @@ def scan(paths, output, fmt, templates, recursive, model, readers, strip_model, 
 
     PATHS are image files (PNG, JPEG, BMP, TIFF incl. multi-page, PDF),
     folders (their image files; -r for subfolders), or - to read paths from
-    stdin, one per line, taken literally.
+    stdin, one per line (files or folders, taken literally: no globbing).
 
     \b
     One row per field, in reading order:

@@ -1,6 +1,7 @@
 """Bad and hostile input, interrupted runs, crashing workers: the batch goes on, nothing is lost."""
 
 import csv
+import io
 import json
 import os
 import signal
@@ -383,3 +384,37 @@ def test_registering_a_huge_template_to_a_page_of_boxes_alike_stays_small():
     tracemalloc.stop()
     assert len(reg.matched) == 150 and reg.matrix[:, 2] == pytest.approx([5, 8], abs=0.5)
     assert peak < 100e6 and took < 5
+
+
+def test_python_api_takes_one_path_whole_and_refuses_options_that_cannot_work(tmp_path):
+    """Issue 19: scan(b"/path") read the bytes as 29 paths, scan(..., workers=-1) silently returned nothing."""
+    import formdigits
+    from formdigits.pipeline import iter_scan
+
+    missing = tmp_path / "no-such-page.png"
+    for one in (bytes(missing), str(missing), missing):
+        rows = formdigits.scan(one, readers="cut", device="cpu")
+        assert [(r.file, r.status) for r in rows] == [(str(missing), "error")], one
+    bad = [({"workers": -1}, "workers must be an integer >= 0"), ({"page_timeout": float("inf")}, "page_timeout"),
+           ({"min_confidence": float("nan")}, "min_confidence"), ({"pdf_dpi": 10}, "pdf_dpi"),
+           ({"readers": "all"}, "readers must be both or cut")]  # fmt: skip
+    for options, message in bad:
+        with pytest.raises(ValueError, match=message):
+            formdigits.scan([missing], **options)
+        with pytest.raises(ValueError, match=message):
+            iter_scan([missing], **options)  # at the call, not at the first page
+    for paths in ([1, 2], 7, [None]):
+        with pytest.raises(TypeError, match="paths must be"):
+            iter_scan(paths)
+
+
+def test_paths_from_stdin_are_expanded_like_arguments(tmp_path):
+    """`echo dir | formdigits scan - -r` said "is a directory"."""
+    from formdigits.pipeline import expand_paths
+
+    for name in ("a.png", "sub/b.tif", "sub/notes.txt"):
+        (tmp_path / "dir" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "dir" / name).write_bytes(b"")
+    stdin = io.StringIO(f"{tmp_path / 'dir'}\n{tmp_path / 'one.png'}\n")
+    got = expand_paths(["-"], recursive=True, stdin=stdin)
+    assert got == [str(tmp_path / "dir" / "a.png"), str(tmp_path / "dir" / "sub" / "b.tif"), str(tmp_path / "one.png")]
