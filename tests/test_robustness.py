@@ -52,16 +52,15 @@ def bad_files(tmp_path):
     }
     for name, (content, _) in files.items():
         (tmp_path / name).write_bytes(content)
-    (tmp_path / "folder.png").mkdir()
     expected = {name: fragment for name, (_, fragment) in files.items()}
-    expected["folder.png"] = "is a directory"
     expected["missing.png"] = "no such file"
     return tmp_path, good, expected
 
 
 def test_each_bad_file_gets_one_error_row_and_the_batch_goes_on(bad_files):
     folder, good, expected = bad_files
-    paths = [str(folder / name) for name in sorted(expected)] + [str(good)]
+    (folder / "folder.png").mkdir()  # on stdin as in the arguments, a folder stands for its image files: none
+    paths = [str(folder / name) for name in sorted(expected)] + [str(folder / "folder.png"), str(good)]
     result = CliRunner().invoke(main, ["scan", "-", "--workers", "0"], input="\n".join(paths) + "\n")
     assert result.exit_code == 1
     rows = list(csv.DictReader(result.stdout.splitlines()))
