@@ -77,30 +77,38 @@ class Classifier:
         import onnxruntime as ort
 
         providers = _providers(device)
-        # the shipped model: int8 on a CPU (faster, same accuracy), float on a GPU
-        cpu = providers[0] == "CPUExecutionProvider"
-        self.path = Path(model_path) if model_path is not None else default_model_path(int8=cpu)
-        if not self.path.is_file():
-            hint = "" if model_path is not None else " (the shipped model is missing: reinstall formdigits or pass --model)"
-            raise ModelError(f"{self.path}: model file not found{hint}")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # the shipped model: int8 on a CPU (faster, same accuracy), float on a GPU
+        self._open(model_path, options, providers, int8=providers[0] == "CPUExecutionProvider")
+        if device == "cuda" and self.provider != "CUDAExecutionProvider":
+            raise ModelError(f"--device cuda: ONNX Runtime could not start CUDA for {self.path}")
+        if model_path is None and self.provider == "CPUExecutionProvider" and providers[0] != self.provider:
+            # CUDA was offered but ONNX Runtime fell back to the CPU (onnxruntime-gpu, no working GPU): the CPU's model
+            self._open(None, options, ["CPUExecutionProvider"], int8=True)
+        self.batch_size = batch_size
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.labels, self.params, self.metrics = _read_metadata(self.path, meta)
+        self._check_io()
+
+    def _open(self, model_path, options, providers, int8):
+        """Start an ONNX Runtime session on ``model_path`` (None: the shipped model, its ``int8`` twin or not)."""
+        import onnxruntime as ort
+
+        self.path = Path(model_path) if model_path is not None else default_model_path(int8=int8)
+        if not self.path.is_file():
+            hint = " (the shipped model is missing: reinstall formdigits or pass --model)" if model_path is None else ""
+            raise ModelError(f"{self.path}: model file not found{hint}")
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelError(f"{self.path}: not a usable ONNX model: {first}") from None
-        self.provider = self.session.get_providers()[0]
-        if device == "cuda" and self.provider != "CUDAExecutionProvider":
-            raise ModelError(f"--device cuda: ONNX Runtime could not start CUDA for {self.path}")
-        self.batch_size = batch_size
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.labels, self.params, self.metrics = _read_metadata(self.path, meta)
-        self._check_io()
+        self.provider = self.session.get_providers()[0]  # the one ONNX Runtime really got going
 
     def _check_io(self):
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()

@@ -1,7 +1,7 @@
 """The ``formdigits`` command: a thin Click layer over the library.
 
 Library errors (:class:`formdigits.errors.FormdigitsError`) become one-line
-messages with exit code 1; usage errors exit with 2.
+messages with exit code 1; usage errors (:class:`formdigits.errors.UsageError` too) exit with 2.
 """
 
 import functools
@@ -13,18 +13,20 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import FormdigitsError
+from .errors import FormdigitsError, UsageError
 from .parallel import DEFAULT_PAGE_TIMEOUT
 from .synth import FAMILIES
 
 
 def library_errors(f):
-    """Turn a FormdigitsError into click's one-line error, exit code 1."""
+    """Turn a FormdigitsError into click's one-line error, exit code 1 (2 for a UsageError)."""
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
         try:
             return f(*args, **kwargs)
+        except UsageError as e:
+            raise click.UsageError(str(e)) from None
         except FormdigitsError as e:
             raise click.ClickException(str(e)) from None
 
@@ -67,9 +69,9 @@ def _need_torch(command):
     try:
         import torch  # noqa: F401
     except ImportError:
-        raise click.ClickException(
-            f"`formdigits {command}` needs PyTorch: pip install torch==2.13.0 'formdigits[train]'"
-        ) from None
+        from .train.runs import missing_torch_message
+
+        raise click.ClickException(missing_torch_message(command)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,7 +86,7 @@ def main():
 
     \b
     Train the two readers' models and check the digit model:
-      formdigits train                             # export/formdigits.onnx, strip-reader.onnx
+      formdigits train                             # runs/<date>-<time>/formdigits.onnx, strip-reader.onnx
       formdigits evaluate --model export/formdigits.onnx --json
     """
 
@@ -134,7 +136,7 @@ def scan(paths, output, fmt, templates, recursive, model, readers, strip_model, 
 
     PATHS are image files (PNG, JPEG, BMP, TIFF incl. multi-page, PDF),
     folders (their image files; -r for subfolders), or - to read paths from
-    stdin, one per line, taken literally.
+    stdin, one per line (files or folders, taken literally: no globbing).
 
     \b
     One row per field, in reading order:
@@ -158,21 +160,25 @@ def scan(paths, output, fmt, templates, recursive, model, readers, strip_model, 
     from tqdm import tqdm
 
     from .classifier import Classifier
-    from .debug import write_debug
+    from .debug import DebugPictures
     from .output import open_output
     from .parallel import available_cores
     from .pipeline import expand_paths, iter_scan, quiet_opencv, reuse_memory
     from .sequence import StripReader
-    from .template import load as load_template
+    from .template import TemplateError, load as load_template
 
     _check_scan_options(output, min_confidence, page_timeout)
+    if fmt == "wide" and not templates:
+        raise click.UsageError("--format wide needs --template: the columns are the template's field names")
+    try:
+        forms = [load_template(t) for t in templates]
+    except TemplateError as e:
+        raise click.BadParameter(str(e), param_hint="--template") from None
     files = expand_paths(paths, recursive)
     if not files:
         raise click.UsageError("no image files found in the given PATHS")
-    if fmt == "wide" and not templates:
-        raise click.UsageError("--format wide needs --template: the columns are the template's field names")
-    forms = [load_template(t) for t in templates]
     names = list(dict.fromkeys(f.name for form in forms for f in form.fields)) or None
+    pictures = DebugPictures(debug_dir, files) if debug_dir else None
     quiet_opencv()
     reuse_memory()  # this process is ours: with --workers 0 it reads the pages itself
     if workers is None:
@@ -214,7 +220,7 @@ def scan(paths, output, fmt, templates, recursive, model, readers, strip_model, 
                 if work.error:
                     failed.append(work.error)
                 elif debug_dir:
-                    write_debug(debug_dir, work.file, work.page, work.image, work.rows)
+                    pictures.write(work.file, work.page, work.image, work.rows)
     except KeyboardInterrupt:
         bar.close()
         where = f"; the finished pages are in {output}.partial: run again with --resume to go on" if output != "-" else ""
@@ -364,8 +370,8 @@ def synth(out_dir, pages, seed, style, separators, spacing, pen, formats, pages_
               "[default: $FORMDIGITS_MNIST_DIR or a per-user cache folder; downloaded there if missing].")
 @click.option("--extra-data", type=click.Path(exists=True, file_okay=False),
               help="Your own labelled crops to train on as well: DIR/<digit>/*.png (and DIR/reject/ for non-digits).")
-@click.option("-o", "--out-dir", default="export", show_default=True, type=click.Path(file_okay=False),
-              help="Where the checkpoint, ONNX model, metrics.json and plots go.")
+@click.option("-o", "--out-dir", type=click.Path(file_okay=False), help="Where the checkpoints, ONNX models, metrics "
+              "and plots go [default: a new folder runs/<date>-<time>]. Models there are not overwritten without --force.")
 @click.option("--reader", type=click.Choice(["digit", "strip", "both"]), default="both", show_default=True,
               help="Which model to train: digit (the cutting reader's digit CNN), strip (the sequence reader, "
                    "a CRNN trained with CTC on digit strings composed from MNIST train digits), or both.")
@@ -387,11 +393,12 @@ def synth(out_dir, pages, seed, style, separators, spacing, pen, formats, pages_
 @click.option("--workers", default=-1, type=click.IntRange(-1), help="Data-loading processes [default: by machine].")
 @click.option("--download/--no-download", default=True, show_default=True,
               help="Fetch MNIST from the public mirrors (checksums verified) when it is not in the data folder.")
-@click.option("--resume", is_flag=True, help="Continue from OUT_DIR/checkpoint.pt with its saved settings.")
+@click.option("--resume", is_flag=True, help="Continue from OUT_DIR/checkpoint.pt with its saved settings (needs -o).")
+@click.option("--force", is_flag=True, help="Overwrite the models already in OUT_DIR.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @library_errors
 def train(data_dir, extra_data, out_dir, reader, epochs, steps, init, batch_size, lr, device, seed, val_size, limit,
-          test_limit, workers, download, resume, quiet):  # fmt: skip
+          test_limit, workers, download, resume, force, quiet):  # fmt: skip
     """Train the two readers' models and export them to ONNX (CUDA when PyTorch sees a GPU).
 
     \b
@@ -403,6 +410,9 @@ def train(data_dir, extra_data, out_dir, reader, epochs, steps, init, batch_size
     strip-checkpoint.pt, strip-reader.onnx and strip-metrics.json; it takes
     about an hour on two CPU cores at the default --steps.
     """
+    from .train.runs import run_folder
+
+    out_dir = run_folder(out_dir, reader, resume, force)
     _need_torch("train")
     if reader in ("digit", "both"):
         from .train.loop import TrainConfig, train as run
@@ -464,25 +474,10 @@ def evaluate(model, data_dir, limit, device, as_json):
     Also reports how many generated non-digit crops (letters, ticks, specks,
     box-line remnants) the model rejects.
     """
-    from .evaluate import evaluate as run
+    from .evaluate import evaluate as run, report_lines
 
     r = run(model, data_dir, limit=limit, device=device)
-    if as_json:
-        click.echo(json.dumps(r))
-        return
-    click.echo(f"model     {r['model']} ({r['device']})")
-    click.echo(f"accuracy  {r['accuracy']:.2%}  ({r['errors']} errors in {r['n']} MNIST test digits"
-               f", {r.get('rejected_digits', 0)} of them answered 'reject')")
-    click.echo("per class " + "  ".join(f"{d}:{a:.2%}" for d, a in r["per_class_accuracy"].items()))
-    click.echo("confusion (rows: true digit, columns: " + " ".join(r["labels"]) + ")")
-    for d, row in enumerate(r["confusion"]):
-        click.echo(f"  {d}  " + " ".join(f"{v:5d}" for v in row))
-    nd = r.get("nondigit")
-    if nd:
-        click.echo(f"non-digits {nd['n']} crops: {nd['rejected']:.1%} rejected, "
-                   f"{nd['digit_confidence_ge_0.9']:.2%} read as a digit with confidence >= 0.9")
-    click.echo(f"speed     {r['inference_digits_per_s']:.0f} digits/s inference, "
-               f"{r['preprocess_digits_per_s']:.0f} digits/s preprocessing")
+    click.echo(json.dumps(r) if as_json else "\n".join(report_lines(r)))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Debug pictures: every field outlined and labelled with value and confidence, coloured by status."""
 
+import os
 from pathlib import Path
 
 import cv2
@@ -25,9 +26,28 @@ def draw_page(image, rows, max_width=1800):
     return pic
 
 
-def write_debug(folder, file, page, image, rows):
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    out = folder / f"{Path(file).stem}-p{page}.png"
-    cv2.imwrite(str(out), draw_page(image, rows))
-    return out
+class DebugPictures:
+    """Writes a page's picture to ``DIR/<the file's path below the inputs' common folder>-p<page>.png``.
+
+    The input's folders are mirrored, and its whole name kept, so that no two
+    input files share a picture (``a/form.png`` and ``b/form.jpg``, or ``form.png``
+    and ``form.jpg``): ``DIR/a/form.png-p1.png``, ``DIR/b/form.jpg-p1.png``.
+    """
+
+    def __init__(self, folder, files):
+        self.folder = Path(folder)
+        try:
+            self.root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files])
+        except ValueError:  # no files, or on several drives (Windows): name them by their whole path
+            self.root = None
+
+    def path(self, file, page):
+        full = os.path.abspath(file)
+        below = os.path.relpath(full, self.root) if self.root else os.path.splitdrive(full)[1].lstrip("\\/")
+        return self.folder / f"{below}-p{page}.png"
+
+    def write(self, file, page, image, rows):
+        out = self.path(file, page)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(out), draw_page(image, rows))
+        return out

@@ -2,7 +2,8 @@
 
 Every error a user can cause (a missing file, a corrupt data set, a model from
 elsewhere) is a :class:`FormdigitsError` whose message names the file and the
-problem; the command line turns it into a one-line message and exit code 1.
+problem; the command line turns it into a one-line message and exit code 1
+(exit code 2 for a :class:`UsageError`).
 """
 
 
@@ -16,3 +17,7 @@ class DataError(FormdigitsError):
 
 class ModelError(FormdigitsError):
     """A model or checkpoint file cannot be used."""
+
+
+class UsageError(FormdigitsError):
+    """Arguments that cannot work (together); found before any work is done."""

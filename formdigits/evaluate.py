@@ -53,3 +53,19 @@ def evaluate(model_path=None, data_dir=None, limit=0, nondigits=2000, device="au
             "digit_confidence_ge_0.9": float((digit_conf >= 0.9).mean()),
         }
     return result
+
+
+def report_lines(r):
+    """The figures of :func:`evaluate` as lines of text for a person."""
+    lines = [f"model     {r['model']} ({r['device']})",
+             f"accuracy  {r['accuracy']:.2%}  ({r['errors']} errors in {r['n']} MNIST test digits"
+             f", {r.get('rejected_digits', 0)} of them answered 'reject')",
+             "per class " + "  ".join(f"{d}:{a:.2%}" for d, a in r["per_class_accuracy"].items()),
+             "confusion (rows: true digit, columns: " + " ".join(r["labels"]) + ")"]  # fmt: skip
+    lines += [f"  {d}  " + " ".join(f"{v:5d}" for v in row) for d, row in enumerate(r["confusion"])]
+    if nd := r.get("nondigit"):
+        lines.append(f"non-digits {nd['n']} crops: {nd['rejected']:.1%} rejected, "
+                     f"{nd['digit_confidence_ge_0.9']:.2%} read as a digit with confidence >= 0.9")  # fmt: skip
+    lines.append(f"speed     {r['inference_digits_per_s']:.0f} digits/s inference, "
+                 f"{r['preprocess_digits_per_s']:.0f} digits/s preprocessing")  # fmt: skip
+    return lines

@@ -133,6 +133,16 @@ def _fetch(url, target, sha256, timeout):
             os.unlink(tmp)
 
 
+def require_mnist(data_dir=None, download=False):
+    """Make sure all four files are there (the missing ones downloaded when ``download``), before a run that
+    needs both splits starts: :class:`DataError` names every file that is missing, not just one split's."""
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    if download:
+        download_mnist(data_dir)
+    if missing := [n for n in FILES if _find(data_dir, n) is None]:
+        raise DataError(_missing_message(data_dir, missing))
+
+
 def load_mnist(split, data_dir=None, download=False):
     """Return ``(images, labels)`` of a split ("train" or "test") as uint8 arrays.
 

@@ -12,6 +12,7 @@ How crops become readings, and what a field's confidence means: see ``recognize`
 
 import ctypes
 import ctypes.util
+import math
 import multiprocessing
 import os
 import sys
@@ -61,20 +62,51 @@ class _PageWork:
 
 
 def expand_paths(paths, recursive=False, stdin=None):
-    """Files to scan: files as given, folders' image files (sorted), ``-`` = paths on stdin, one per line."""
+    """Files to scan: files as given, folders' image files (sorted; ``recursive``: their subfolders' too),
+    ``-`` = paths on stdin, one per line, each expanded the same way."""
     out = []
     for p in paths:
-        if p == "-":
-            stream = stdin or sys.stdin
-            out.extend(line.rstrip("\r\n") for line in stream if line.strip())
-            continue
-        path = Path(p)
-        if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            out.extend(str(f) for f in sorted(path.glob(pattern)) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            out.append(p)
+        given = [line.rstrip("\r\n") for line in (stdin or sys.stdin) if line.strip()] if p == "-" else [p]
+        for q in given:
+            path = Path(q)
+            if path.is_dir():
+                pattern = "**/*" if recursive else "*"
+                out.extend(str(f) for f in sorted(path.glob(pattern))
+                           if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)  # fmt: skip
+            else:
+                out.append(q)
     return out
+
+
+def as_paths(paths):
+    """A list of path strings from one path (str, bytes or os.PathLike, never taken apart letter by letter)
+    or an iterable of them; TypeError for anything else."""
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        paths = [paths]
+    try:
+        paths = list(paths)
+    except TypeError:
+        raise TypeError(f"paths must be a path or a list of paths, got {type(paths).__name__}") from None
+    for p in paths:
+        if not isinstance(p, (str, bytes, os.PathLike)):
+            raise TypeError(f"paths must be str, bytes or os.PathLike, got {type(p).__name__} {p!r}")
+    return [os.fsdecode(p) for p in paths]
+
+
+def check_options(workers=0, page_timeout=DEFAULT_PAGE_TIMEOUT, min_confidence=DEFAULT_MIN_CONFIDENCE,
+                  pdf_dpi="auto", readers="both"):  # fmt: skip
+    """ValueError for scan options that cannot work (they failed late, or silently read nothing)."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+        raise ValueError(f"workers must be an integer >= 0 (0: all in this process), got {workers!r}")
+    if isinstance(page_timeout, bool) or not isinstance(page_timeout, (int, float)) or not 0 < page_timeout < math.inf:
+        raise ValueError(f"page_timeout must be a finite number of seconds > 0, got {page_timeout!r}")
+    if isinstance(min_confidence, bool) or not isinstance(min_confidence, (int, float)) or not 0 <= min_confidence <= 1:
+        raise ValueError(f"min_confidence must be a number from 0 to 1, got {min_confidence!r}")
+    if pdf_dpi != "auto" and (isinstance(pdf_dpi, bool) or not isinstance(pdf_dpi, (int, float))
+                              or not 50 <= pdf_dpi <= 1200):  # fmt: skip
+        raise ValueError(f"pdf_dpi must be 'auto' or a number from 50 to 1200, got {pdf_dpi!r}")
+    if readers not in ("both", "cut"):
+        raise ValueError(f"readers must be both or cut, got {readers!r}")
 
 
 class PageTask(NamedTuple):
@@ -225,12 +257,18 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
     their rules. ``readers``: ``both`` (the default) reads every field with the
     cutting reader and the sequence reader (``strip_model``, default the shipped
     one) and decides from both (see ``decide``); ``cut`` with the cutting reader alone.
+    Options that cannot work raise ValueError (TypeError for ``paths``) here, before any page is read.
     """
-    if readers not in ("both", "cut"):
-        raise ValueError(f"readers must be both or cut, got {readers!r}")
+    check_options(workers, page_timeout, min_confidence, pdf_dpi, readers)
+    paths = as_paths(paths)
     clf = classifier or Classifier(model, device=device, batch_size=batch_size)
     strips = strip_reader or (StripReader(strip_model, device=device) if readers == "both" else None)
     tasks = plan_pages(paths, pdf_dpi, keep_images, skip, templates, strips.params if strips else None)
+    return _read_pages(tasks, clf, strips, min_confidence, workers, page_timeout, on_page)
+
+
+def _read_pages(tasks, clf, strips, min_confidence, workers, page_timeout, on_page):
+    """The generator behind :func:`iter_scan`."""
     pending, x = [], Inputs(clf.params)
 
     def flush():
@@ -266,8 +304,7 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
 
 
 def scan(paths, **options):
-    """Scan files (or folders) and return every row as a list of :class:`~formdigits.output.Row`."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    files = expand_paths([str(p) for p in paths], recursive=options.pop("recursive", False))
+    """Scan files or folders (one path, or a list of them) and return every row as a list of
+    :class:`~formdigits.output.Row`."""
+    files = expand_paths(as_paths(paths), recursive=options.pop("recursive", False))
     return [row for work in iter_scan(files, **options) for row in work.rows]

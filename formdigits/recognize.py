@@ -32,8 +32,8 @@ from .classifier import reject_index
 from .decide import decide
 from .output import Row
 from .preprocess import preprocess
+from .rules import broken_rules
 from .segment import CUT_NOTE, more_pieces, piece_shape
-from .template import broken_rules
 
 
 class Inputs:

@@ -13,6 +13,8 @@ or broken to be found, from the template's box carried over by the transform.
 Coordinates in a template are pixels of the template's page after deskewing.
 """
 
+import bisect
+import heapq
 import json
 import math
 import re
@@ -24,13 +26,20 @@ import numpy as np
 
 from .errors import FormdigitsError
 from .layout import Box
+from .rules import MAX_DIGITS, check_rules
 
 FORMAT = "formdigits-template/1"
 MIN_QUALITY = 0.6  # registration quality below which a page is said not to be this form
-CHECKS = ("luhn", "mod11")
+MAX_FIELDS = 1000
+MAX_SIDE = 100_000  # pixels: width and height of the template's page (150 Mpixel pages are 12,000 x 12,500)
+MAX_BYTES = 10_000_000
+# registration's cost, in time and memory, is hypotheses x voters x page boxes: bounded for huge templates and
+# pages of many boxes alike (a real form's boxes all vote, and give far fewer hypotheses)
+MAX_HYPOTHESES = 1000
+MAX_VOTERS = 100
 _TOP_KEYS = {"format", "name", "width", "height", "fields"}
 _FIELD_KEYS = {"name", "kind", "x", "y", "w", "h", "cells", "rules"}
-_RULE_KEYS = {"digits", "min", "max", "pattern", "check"}
+_RESERVED = {"file", "page", "form", "status", "error"}  # columns of the wide format, beside <name>_confidence
 
 
 class TemplateError(FormdigitsError):
@@ -76,9 +85,15 @@ def load(path):
     """Read and check a template; TemplateError names the file and the problem."""
     path = Path(path)
     try:
+        if not path.is_file():  # a FIFO or a device would hang or never end
+            raise TemplateError(f"{path}: not a regular file" if path.exists() else f"{path}: no such file")
+        if path.stat().st_size > MAX_BYTES:
+            raise TemplateError(f"{path}: {path.stat().st_size} bytes, more than a template's {MAX_BYTES}")
         d = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise TemplateError(f"{path}: cannot read: {e.strerror or e}") from None
+    except RecursionError:
+        raise TemplateError(f"{path}: not a template: its JSON is nested too deeply") from None
     except ValueError as e:
         raise TemplateError(f"{path}: not valid JSON: {e}") from None
     try:
@@ -94,7 +109,13 @@ def _check(d, path):
         raise ValueError(f'not a formdigits template (needs "format": "{FORMAT}")')
     if unknown := set(d) - _TOP_KEYS:
         raise ValueError(f"unknown keys {sorted(unknown)} (allowed: {sorted(_TOP_KEYS)})")
-    width, height = _int(d, "width", 1), _int(d, "height", 1)
+    form = d.get("name") or path.stem
+    if not isinstance(form, str):
+        raise ValueError(f"name must be a string (the form column of the scans), got {form!r}")
+    width, height = _int(d, "width", 1, MAX_SIDE), _int(d, "height", 1, MAX_SIDE)
+    if not isinstance(d["fields"], list) or not 1 <= len(d["fields"]) <= MAX_FIELDS:
+        got = f"{len(d['fields'])} fields" if isinstance(d["fields"], list) else repr(d["fields"])[:40]
+        raise ValueError(f"fields must be a list of 1 to {MAX_FIELDS} fields, got {got}")
     fields, names = [], set()
     for i, f in enumerate(d["fields"], 1):
         where = f"field {i} ({f.get('name', '?')!r})" if isinstance(f, dict) else f"field {i}"
@@ -103,93 +124,54 @@ def _check(d, path):
         if unknown := set(f) - _FIELD_KEYS:
             raise ValueError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(_FIELD_KEYS)})")
         name = f["name"]
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,99}", name):
             raise ValueError(f"{where}: name must be letters, digits and _ (a spreadsheet column), got {name!r}")
+        if name.lower() in _RESERVED or name.lower().endswith("_confidence"):
+            raise ValueError(f"{where}: the name {name!r} is taken by a column of the wide format "
+                             f"({', '.join(sorted(_RESERVED))}, <name>_confidence)")  # fmt: skip
         if name in names:
             raise ValueError(f"{where}: the name {name!r} is used twice")
         names.add(name)
         kind = f["kind"]
         if kind not in ("comb", "open"):
             raise ValueError(f"{where}: kind must be comb or open, got {kind!r}")
-        x, y, w, h = (_int(f, k, 0 if k in "xy" else 2, where) for k in ("x", "y", "w", "h"))
+        x, y = _int(f, "x", 0, width, where), _int(f, "y", 0, height, where)
+        w, h = _int(f, "w", 2, width, where), _int(f, "h", 2, height, where)
         if x + w > width or y + h > height:
             raise ValueError(f"{where}: box {x},{y},{w},{h} is outside the {width} x {height} page")
-        cells = _int(f, "cells", 2, where) if kind == "comb" else 0
-        fields.append(TemplateField(name, kind, x, y, w, h, cells, _check_rules(f.get("rules", {}), where)))
-    for i, a in enumerate(fields):
-        for b in fields[i + 1 :]:
-            ox = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
-            oy = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
-            if ox > 3 and oy > 3:  # sharing a line is fine, overlapping is not
-                raise ValueError(f"fields {a.name!r} and {b.name!r} overlap")
-    return Template(d.get("name") or path.stem, width, height, fields)
+        cells = _int(f, "cells", 2, MAX_DIGITS, where) if kind == "comb" else 0
+        fields.append(TemplateField(name, kind, x, y, w, h, cells, check_rules(f.get("rules", {}), where)))
+    _check_overlaps(fields)
+    return Template(form, width, height, fields)
 
 
-def _int(d, key, low, where=""):
+def _int(d, key, low, high, where=""):
     v = d[key]
-    if not isinstance(v, int) or isinstance(v, bool) or v < low:
-        raise ValueError(f"{where + ': ' if where else ''}{key} must be an integer >= {low}, got {v!r}")
+    if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= high:
+        raise ValueError(f"{where + ': ' if where else ''}{key} must be an integer from {low} to {high}, got {v!r}")
     return v
 
 
-def _check_rules(rules, where):
-    if not isinstance(rules, dict):
-        raise ValueError(f"{where}: rules must be an object")
-    if unknown := set(rules) - _RULE_KEYS:
-        raise ValueError(f"{where}: unknown rules {sorted(unknown)} (allowed: {sorted(_RULE_KEYS)})")
-    digits = rules.get("digits")
-    if digits is not None:
-        lo_hi = [digits, digits] if isinstance(digits, int) else digits
-        if not (isinstance(lo_hi, list) and len(lo_hi) == 2 and all(isinstance(v, int) and v >= 1 for v in lo_hi)):
-            raise ValueError(f"{where}: rule digits must be a count or [min, max] counts, got {digits!r}")
-    for k in ("min", "max"):
-        if k in rules and (not isinstance(rules[k], (int, float)) or isinstance(rules[k], bool)):
-            raise ValueError(f"{where}: rule {k} must be a number, got {rules[k]!r}")
-    if "pattern" in rules:
-        try:
-            re.compile(rules["pattern"])
-        except (re.error, TypeError) as e:
-            raise ValueError(f"{where}: rule pattern is not a regular expression: {e}") from None
-    if "check" in rules and rules["check"] not in CHECKS:
-        raise ValueError(f"{where}: rule check must be one of {list(CHECKS)}, got {rules['check']!r}")
-    return dict(rules)
+def _check_overlaps(fields):
+    """Refuse two fields that overlap by more than 3 pixels both ways (sharing a line is fine).
 
-
-# --- rules --------------------------------------------------------------------------------
-
-
-def luhn_ok(value):
-    total = 0
-    for i, c in enumerate(reversed(value)):
-        d = int(c) * (2 if i % 2 else 1)
-        total += d - 9 if d > 9 else d
-    return total % 10 == 0
-
-
-def mod11_ok(value):
-    """ISBN-10 style: weights n..1 from the left, the sum divisible by 11 (digits only)."""
-    n = len(value)
-    return sum(int(c) * (n - i) for i, c in enumerate(value)) % 11 == 0
-
-
-def broken_rules(value, rules):
-    """Names (with the reason) of the rules a read value breaks; [] when it keeps them all."""
-    out = []
-    if "digits" in rules:
-        lo, hi = (rules["digits"],) * 2 if isinstance(rules["digits"], int) else rules["digits"]
-        if not lo <= len(value) <= hi:
-            out.append(f"rule digits: {len(value)} digits, wanted {lo if lo == hi else f'{lo}-{hi}'}")
-    if value and "min" in rules and int(value) < rules["min"]:
-        out.append(f"rule min: {int(value)} < {rules['min']}")
-    if value and "max" in rules and int(value) > rules["max"]:
-        out.append(f"rule max: {int(value)} > {rules['max']}")
-    if "pattern" in rules and not re.fullmatch(rules["pattern"], value):
-        out.append(f"rule pattern: {value!r} does not match {rules['pattern']!r}")
-    if value and rules.get("check") == "luhn" and not luhn_ok(value):
-        out.append("rule check: Luhn check digit wrong")
-    if value and rules.get("check") == "mod11" and not mod11_ok(value):
-        out.append("rule check: mod 11 check digit wrong")
-    return out
+    A sweep from left to right, in n log n: the fields the sweep line crosses cannot
+    overlap one another (that was checked as each came), so ordered by top they are
+    ordered by bottom too, and a new field can overlap only its two neighbours in that order.
+    """
+    fields = sorted((f for f in fields if f.w > 3 and f.h > 3), key=lambda f: f.x)  # thinner ones overlap nothing
+    crossed = []  # (top, bottom, index) of the fields the sweep line crosses, sorted
+    ends = []  # heap of their (right end, top, bottom, index)
+    for i, f in enumerate(fields):
+        while ends and ends[0][0] <= f.x + 3:
+            del crossed[bisect.bisect_left(crossed, heapq.heappop(ends)[1:])]
+        key = (f.y, f.y + f.h, i)
+        k = bisect.bisect_left(crossed, key)
+        for top, bottom, j in crossed[max(0, k - 1) : k + 1]:
+            if min(bottom, f.y + f.h) - max(top, f.y) > 3:
+                raise ValueError(f"fields {fields[j].name!r} and {f.name!r} overlap")
+        crossed.insert(k, key)
+        heapq.heappush(ends, (f.x + f.w, *key))
 
 
 # --- registration -------------------------------------------------------------------------
@@ -222,6 +204,8 @@ def register(template, boxes):
     # hypotheses: template box i is page box k (same shape) -> scale and shift
     hyp = []
     for i in np.argsort(-T[:, 2] * T[:, 3])[:8]:  # the largest boxes are enough to vote, and fewest alike
+        if len(hyp) >= MAX_HYPOTHESES:  # a page of many boxes alike: enough from fewer template boxes
+            break
         _, _, tw, th = T[i]
         for k, (_, _, pw, ph) in enumerate(P):
             if tkeys[i] == pkeys[k] and abs(math.log((pw / ph) / (tw / th))) < 0.15:
@@ -230,13 +214,10 @@ def register(template, boxes):
     if not hyp:
         return none
     H = np.array(hyp)  # (n, 3): s, tx, ty
-    s = H[:, 0].reshape(-1, 1, 1)  # broadcast over (hypothesis, template box, page box)
-    moved = s[..., None] * T[None, :, None, :2] + H[:, 1:].reshape(-1, 1, 1, 2)
-    dist = np.linalg.norm(moved - P[None, None, :, :2], axis=-1)
-    size_ok = np.abs(np.log(P[None, None, :, 3] / (s * T[None, :, None, 3]))) < 0.2
-    close = (dist < 0.4 * s * T[None, :, None, 3]) & size_ok
-    best = int(close.any(2).sum(1).argmax())
-    s, tx, ty = H[best]
+    voters = T[:: -(-len(T) // MAX_VOTERS)]  # every template box of any real form; a sample of a huge one
+    step = max(1, 1_000_000 // (len(voters) * len(P)))  # hypotheses at a time: memory stays small
+    votes = np.concatenate([_votes(H[i : i + step], voters, P) for i in range(0, len(H), step)])
+    s, tx, ty = H[int(votes.argmax())]
     m = np.array([[s, 0, tx], [0, s, ty]])
     pairs = _match(T, P, m)
     if len(pairs) >= 3:  # refine on every matched box (a little rotation, too)
@@ -248,6 +229,16 @@ def register(template, boxes):
             pairs = _match(T, P, m)
     quality = 2 * len(pairs) / (len(T) + len(P))
     return Registration(template, m, quality, {i: boxes[k] for i, k in pairs})
+
+
+def _votes(H, T, P):
+    """Per hypothesis (s, tx, ty): how many template boxes it moves onto a page box of their size."""
+    s = H[:, 0].reshape(-1, 1, 1)  # broadcast over (hypothesis, template box, page box)
+    moved = s[..., None] * T[None, :, None, :2] + H[:, 1:].reshape(-1, 1, 1, 2)
+    dist = np.linalg.norm(moved - P[None, None, :, :2], axis=-1)
+    size_ok = np.abs(np.log(P[None, None, :, 3] / (s * T[None, :, None, 3]))) < 0.2
+    close = (dist < 0.4 * s * T[None, :, None, 3]) & size_ok
+    return close.any(2).sum(1)
 
 
 def _match(T, P, m):

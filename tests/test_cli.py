@@ -1,6 +1,7 @@
 """The command line: help, version, and one-line errors (exit 1) for bad input."""
 
 import gzip
+import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,8 @@ from click.testing import CliRunner
 
 from formdigits import __version__
 from formdigits.cli import main
+from formdigits.mnist import FILES
+from formdigits.train.runs import missing_torch_message, run_folder
 
 
 def run(*args):
@@ -44,8 +47,10 @@ def test_evaluate_refuses_a_non_onnx_model(tmp_path, mnist_dir):
 
 
 def test_missing_and_corrupt_mnist(tmp_path, mnist_dir):
+    # every missing file is named, the test set's too (issue 19), and no run folder is made
     assert_one_line_error(run("train", "--data-dir", tmp_path, "--no-download", "-o", tmp_path / "o"),
-                          f"MNIST not found in {tmp_path}")  # fmt: skip
+                          f"MNIST not found in {tmp_path}", *(f"{name}.gz" for name in FILES))  # fmt: skip
+    assert not (tmp_path / "o").exists()
     bad = tmp_path / "bad"
     shutil.copytree(mnist_dir, bad)
     labels = bad / "t10k-labels-idx1-ubyte.gz"
@@ -108,3 +113,31 @@ def test_scan_options_that_cannot_work_are_refused_before_any_page_is_read(tmp_p
         r = run("scan", page, *options)
         assert r.exit_code == 2 and message in r.output, (options, r.output)
         assert "Traceback" not in r.output
+
+
+def test_train_never_overwrites_models_unasked(tmp_path, monkeypatch):
+    """Issue 19 item 16: the default -o was export/, the shipped models of a source checkout."""
+    monkeypatch.chdir(tmp_path)
+    shipped = tmp_path / "export"
+    shipped.mkdir()
+    (shipped / "strip-reader.onnx").write_bytes(b"shipped")
+    r = run("train", "-o", shipped, "--data-dir", tmp_path, "--no-download")
+    assert r.exit_code == 2 and "export already holds strip-reader.onnx" in r.output and "--force" in r.output
+    assert (shipped / "strip-reader.onnx").read_bytes() == b"shipped"
+    r = run("train", "--reader", "digit", "-o", shipped, "--data-dir", tmp_path, "--no-download")
+    assert r.exit_code == 1 and "MNIST not found" in r.output  # the digit model's files are not there: may go on
+    r = run("train", "--resume")
+    assert r.exit_code == 2 and "--resume needs -o" in r.output
+    r = run("train", "--data-dir", tmp_path, "--no-download")  # the default: a new folder under runs/
+    assert r.exit_code == 1 and "MNIST not found" in r.output
+    assert re.fullmatch(r"runs/\d{8}-\d{6}", run_folder(None, "both").as_posix())
+    assert (shipped / "strip-reader.onnx").read_bytes() == b"shipped"
+
+
+def test_missing_torch_says_how_to_install_it_from_a_checkout_or_an_index(tmp_path):
+    assert "pip install torch==2.13.0 'formdigits[train]'" in missing_torch_message("train", tmp_path)
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "formdigits").mkdir()
+    message = missing_torch_message("export", tmp_path)
+    assert message.startswith("`formdigits export` needs PyTorch") and f'cd {tmp_path} && ' in message
+    assert 'pip install -e ".[train]"' in message

@@ -124,6 +124,22 @@ def test_the_shipped_int8_twin_carries_the_same_contract():
     assert Classifier(device="cpu").path == int8  # the CPU runs the int8 twin by default
 
 
+def test_the_model_is_picked_for_the_provider_onnx_runtime_really_got(monkeypatch):
+    """Issue 19: with onnxruntime-gpu and no working GPU, ONNX Runtime falls back to the CPU after the float
+    model was picked for CUDA. Here CUDA is offered to an ONNX Runtime that has none: the same fallback."""
+    import warnings
+
+    import formdigits.classifier
+    from formdigits.classifier import default_model_path
+
+    monkeypatch.setattr(formdigits.classifier, "_providers", lambda device: ["CUDAExecutionProvider",
+                                                                             "CPUExecutionProvider"])  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Specified provider 'CUDAExecutionProvider' is not in available ..."
+        clf = Classifier()
+    assert clf.provider == "CPUExecutionProvider" and clf.path == default_model_path(int8=True)
+
+
 def test_the_int8_twin_reads_digits_as_the_float_model_does(mnist_dir):
     from formdigits.classifier import default_model_path
     from formdigits.mnist import load_mnist

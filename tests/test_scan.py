@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 import formdigits
 from formdigits.cli import main
+from formdigits.debug import DebugPictures
 from formdigits.mnist import load_mnist
 from formdigits.output import COLUMNS
 from formdigits.score import read_rows, score
@@ -152,8 +153,23 @@ def test_cli_jsonl_stdin_paths_and_debug_pictures(two_pages, tmp_path):
     assert objs[0]["file"].endswith("f1.png") and objs[-1]["file"].endswith("f0.png")  # stdin order kept
     assert set(objs[0]) == set(COLUMNS) | {"kind"} and isinstance(objs[0]["digit_confidences"], list)
     pics = sorted(p.name for p in (tmp_path / "dbg").iterdir())
-    assert pics == ["f0-p1.png", "f1-p1.png"]
-    assert cv2.imread(str(tmp_path / "dbg" / "f0-p1.png")).ndim == 3
+    assert pics == ["f0.png-p1.png", "f1.png-p1.png"]
+    assert cv2.imread(str(tmp_path / "dbg" / "f0.png-p1.png")).ndim == 3
+
+
+def test_debug_pictures_of_files_with_the_same_name_are_all_kept(tmp_path):
+    """Issue 19 item 14: coll/a/form.png and coll/b/form.jpg both wrote D/form-p1.png."""
+    page = np.full((60, 80), 255, np.uint8)
+    names = ["a/form.png", "b/form.jpg", "b/form.png", "form.png"]
+    for name in names:
+        (tmp_path / "coll" / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "coll" / name), page)
+    r = run("scan", *(tmp_path / "coll" / n for n in names), "--debug-dir", tmp_path / "D", "--readers", "cut", "-j", 0)
+    assert r.exit_code == 0, r.output
+    pics = sorted(str(p.relative_to(tmp_path / "D")) for p in (tmp_path / "D").rglob("*.png"))
+    assert pics == ["a/form.png-p1.png", "b/form.jpg-p1.png", "b/form.png-p1.png", "form.png-p1.png"]
+    one = DebugPictures(tmp_path / "D", [tmp_path / "x" / "y.tif"])
+    assert one.path(tmp_path / "x" / "y.tif", 3) == tmp_path / "D" / "y.tif-p3.png"
 
 
 def test_cli_bad_page_gives_an_error_row_and_exit_1(two_pages, tmp_path):

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,10 +12,10 @@ from click.testing import CliRunner
 from formdigits.cli import main
 from formdigits.layout import analyze
 from formdigits.mnist import load_mnist
+from formdigits.rules import broken_rules, check_pattern, luhn_ok, mod11_ok
 from formdigits.score import read_rows, score
 from formdigits.synth import DigitSource, PageStyle, make_page, save_pages, truth_rows, write_truth
-from formdigits.template import (TemplateError, broken_rules, field_boxes, from_layout, load, luhn_ok, mod11_ok,
-                                 register, save)  # fmt: skip
+from formdigits.template import TemplateError, field_boxes, from_layout, load, register, save
 
 GOOD = {"format": "formdigits-template/1", "name": "t", "width": 1000, "height": 800, "fields": [
     {"name": "account", "kind": "comb", "x": 100, "y": 100, "w": 400, "h": 60, "cells": 8, "rules": {"check": "luhn"}},
@@ -46,11 +47,11 @@ def test_template_round_trip_and_checks(tmp_path):
         "overlap": _with({"y": 210}),
         "outside the 1000 x 800 page": _with({"x": 700}),
         "kind must be comb or open": _with({"kind": "boxes"}),
-        "cells must be an integer >= 2": _with({"cells": 1}),
+        "cells must be an integer from 2 to 100": _with({"cells": 1}),
         "name .* used twice": _with({"name": "amount"}),
         "unknown rules": _with({"rules": {"even": True}}),
         "rule check must be one of": _with({"rules": {"check": "crc"}}),
-        "rule pattern is not a regular expression": _with({"rules": {"pattern": "(["}}),
+        "rule pattern .* is not allowed": _with({"rules": {"pattern": "(["}}),
         "missing key 'width'": {k: v for k, v in GOOD.items() if k != "width"},
         "not a formdigits template": _with(format="other/1"),
     }
@@ -71,6 +72,8 @@ def test_rules():
     assert broken_rules("0999", {"min": 1000}) == ["rule min: 999 < 1000"]
     assert broken_rules("2345", {"pattern": "^1[0-9]+$"}) == ["rule pattern: '2345' does not match '^1[0-9]+$'"]
     assert broken_rules("79927398710", {"check": "luhn"}) == ["rule check: Luhn check digit wrong"]
+    for pattern in ("0[0-9]+", "[1-9][0-9]{3}", "^1[0-9]+$", r"9?\d{5,8}", r"[^0]\d*", "...", "[0-35-9]{2,}"):
+        check_pattern(pattern)  # the plain patterns a form needs are allowed
 
 
 def _form(boxes, shape=(700, 900)):
@@ -146,3 +149,40 @@ def test_scan_with_templates_names_fields_picks_the_form_and_reads_at_least_as_w
 def _mkdir(tmp_path):
     (tmp_path / "scans").mkdir()
     return tmp_path / "scans"
+
+
+def test_unusable_templates_are_refused_with_the_problem_named(tmp_path):
+    """Issue 19: each of these crashed later (or ran) instead of being refused when loaded."""
+    bad = {
+        "rule digits must be .* min <= max": _with({"rules": {"digits": [5, 1]}}),
+        "rule digits must be": _with({"rules": {"digits": True}}),
+        "rule min must be a finite number": _with({"rules": {"min": float("nan")}}),
+        "rule max must be a finite number": _with({"rules": {"max": 10**400}}),
+        "rule min 10 is above rule max 5": _with({"rules": {"min": 10, "max": 5}}),
+        "name must be a string": _with(name={"a": 1}),
+        "width must be an integer from 1 to 100000": _with(width=10**400),
+        "x must be an integer from 0 to 1000": _with({"x": 10**400}),
+        "'file' is taken by a column of the wide format": _with({"name": "file"}),
+        "'Status' is taken by a column": _with({"name": "Status"}),
+        "'f4_confidence' is taken by a column": _with({"name": "f4_confidence"}),
+        "fields must be a list of 1 to 1000 fields, got 0 fields": _with(fields=[]),
+        "fields must be a list": _with(fields="ab"),
+    }
+    for message, d in bad.items():
+        with pytest.raises(TemplateError, match=message):
+            load(_write(tmp_path, d))
+    nested = tmp_path / "nested.json"
+    nested.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(TemplateError, match="nested.json: not a template: its JSON is nested too deeply"):
+        load(nested)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(TemplateError, match="fifo.json: not a regular file"):
+        load(fifo)  # refused without opening it: reading would wait for a writer forever
+
+
+def test_a_bad_template_is_a_usage_error_naming_it(tmp_path):
+    t = _write(tmp_path, _with({"name": "error"}))
+    r = CliRunner().invoke(main, ["scan", str(tmp_path / "never-read.png"), "-t", str(t)])
+    assert r.exit_code == 2 and "t.json: field 1 ('error'): the name 'error' is taken" in r.output, r.output
+    assert "Traceback" not in r.output

@@ -19,11 +19,12 @@ from tqdm import tqdm
 from .. import __version__
 from ..classifier import LABELS
 from ..errors import DataError, ModelError
-from ..mnist import load_mnist
+from ..mnist import load_mnist, require_mnist
 from ..preprocess import DEFAULT_PARAMS
 from . import augment
 from .data import REJECT_INDEX, TrainingSet, as_tensors, load_extra
 from .model import DigitNet, ModelConfig
+from .runs import default_out_dir
 
 
 
@@ -67,9 +68,10 @@ def open_run(out_dir, checkpoint, resume, config, model_config, config_cls, mode
     """Where a run writes and what it runs with: ``(out_dir, ckpt_path, state, config, model_config, device)``.
 
     A resumed run takes its settings from its checkpoint (``state``; None for a new
-    run); the defaults are the two dataclasses' own. Torch's seed is set.
+    run); the defaults are the two dataclasses' own. Torch's seed is set. With no
+    ``out_dir``, a new folder ``runs/<date>-<time>``.
     """
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / checkpoint
     state = resume_state(ckpt_path) if resume else None
@@ -157,17 +159,18 @@ def calibration_set(model, device, images, labels, seed):
     return torch.cat(out), y
 
 
-def train(out_dir="export", data_dir=None, extra_data=None, config=None, model_config=None, resume=False,
+def train(out_dir=None, data_dir=None, extra_data=None, config=None, model_config=None, resume=False,
           download=True, progress=True):
     """Train, then export ONNX and write metrics and plots. Returns the metrics dict.
 
     With ``resume`` it continues the run saved in ``out_dir/checkpoint.pt`` with that
     run's settings, and ends with the same weights as an uninterrupted run.
     """
+    require_mnist(data_dir, download)  # before any folder is made
     out_dir, ckpt_path, state, config, model_config, device = open_run(
         out_dir, "checkpoint.pt", resume, config, model_config, TrainConfig, ModelConfig)  # fmt: skip
 
-    images, labels = load_mnist("train", data_dir, download=download)
+    images, labels = load_mnist("train", data_dir)
     if config.val_size >= len(images):
         raise DataError(f"val_size {config.val_size} leaves no training digits")
     val_images, val_labels = images[-config.val_size :], labels[-config.val_size :]

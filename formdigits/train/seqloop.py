@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from .. import __version__
-from ..mnist import load_mnist
+from ..mnist import load_mnist, require_mnist
 from ..preprocess import DEFAULT_STRIP, preprocess_strip, strip_batch
 from ..sequence import LABELS, greedy
 from .loop import _ema, _save, open_run
@@ -104,13 +104,14 @@ def measure(model, device, inputs, texts):
             "strings": len(texts)}  # fmt: skip
 
 
-def train_strips(out_dir="export", data_dir=None, config=None, model_config=None, resume=False, download=True,
+def train_strips(out_dir=None, data_dir=None, config=None, model_config=None, resume=False, download=True,
                  progress=True):  # fmt: skip
     """Train the sequence reader, export ONNX, write its metrics. Returns the metrics dict."""
+    require_mnist(data_dir, download)  # before any folder is made
     out_dir, ckpt_path, state, config, model_config, device = open_run(
         out_dir, "strip-checkpoint.pt", resume, config, model_config, StripTrainConfig, StripConfig)  # fmt: skip
 
-    train_by_digit = by_digit(*load_mnist("train", data_dir, download=download))
+    train_by_digit = by_digit(*load_mnist("train", data_dir))
     val_inputs, val_texts = held_back(by_digit(*load_mnist("test", data_dir)), config.val_size)
     data = Strings(train_by_digit, config.seed, config.steps * config.batch_size)
     cuda = device.type == "cuda"
