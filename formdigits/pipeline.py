@@ -60,12 +60,17 @@ class _PageWork:
 
 
 def expand_paths(paths, recursive=False, stdin=None):
-    """Files to scan: files as given, folders' image files (sorted), ``-`` = paths on stdin, one per line."""
+    """Files to scan: files as given, folders' image files (sorted), ``-`` = paths on stdin, one per line.
+
+    A path is a list of bytes to the OS: paths on stdin are split at ``\n`` only and
+    decoded as the OS decodes file names (bytes that are not UTF-8 kept as surrogate escapes).
+    """
     out = []
     for p in paths:
         if p == "-":
             stream = stdin or sys.stdin
-            out.extend(line.rstrip("\r\n") for line in stream if line.strip())
+            lines = (os.fsdecode(line) for line in stream.buffer) if hasattr(stream, "buffer") else stream
+            out.extend(line.rstrip("\r\n") for line in lines if line.strip())
             continue
         path = Path(p)
         if path.is_dir():
@@ -248,17 +253,22 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
         pending.clear()
         x = Inputs(clf.params)
 
-    for task, work in ordered_map(analyse_page, tasks, workers, page_timeout, initializer=_init_worker):
-        if isinstance(work, WorkerFailure):
-            work = _PageWork(task.file, task.page, error=f"{task.file}: page {task.page}: {work.message}", task=task)
-        work.first_crop = x.add(work.crops or [])
-        work.crops = None
-        pending.append(work)
-        if on_page:
-            on_page(work.file, work.page)
-        if len(x) >= 4 * clf.batch_size:
-            yield from flush()
-    yield from flush()
+    analysed = ordered_map(analyse_page, tasks, workers, page_timeout, initializer=_init_worker)
+    try:
+        for task, work in analysed:
+            if isinstance(work, WorkerFailure):
+                work = _PageWork(task.file, task.page, error=f"{task.file}: page {task.page}: {work.message}",
+                                 task=task)  # fmt: skip
+            work.first_crop = x.add(work.crops or [])
+            work.crops = None
+            pending.append(work)
+            if on_page:
+                on_page(work.file, work.page)
+            if len(x) >= 4 * clf.batch_size:
+                yield from flush()
+        yield from flush()
+    finally:
+        analysed.close()  # stopped early (Ctrl-C, an error, the caller): the workers go now
 
 
 def scan(paths, **options):
