@@ -29,5 +29,5 @@ def write_debug(folder, file, page, image, rows):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{Path(file).stem}-p{page}.png"
-    cv2.imwrite(str(out), draw_page(image, rows))
-    return out
+    out.write_bytes(cv2.imencode(".png", draw_page(image, rows))[1].tobytes())  # (cv2.imwrite crashes on a name
+    return out  # that is not UTF-8)
