@@ -78,7 +78,7 @@ class RunSummary:
         lines = [f"formdigits: {_n(self.pages, 'page')}, {_n(fields, 'field')} ({c['ok']} ok, {c['review']} review, "
                  f"{c['empty']} empty), {_n(len(self.failed), 'error')} in {self.seconds:.1f} s ({rate:.1f} pages/s)"]
         if self.kept_pages:
-            lines.append(f"formdigits: and {_n(self.kept_pages, 'page')} kept from {self.output}.partial, "
+            lines.append(f"formdigits: and {_n(self.kept_pages, 'page')} kept from the interrupted run, "
                          f"{_n(len(self.kept_failed), 'error')}")  # fmt: skip
         return lines + [f"  failed: {message}" for message in self.kept_failed + self.failed]
 

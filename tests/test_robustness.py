@@ -346,7 +346,7 @@ def test_resume_exits_1_when_the_kept_pages_hold_an_error(tmp_path):
     result = CliRunner().invoke(main, ["scan", missing, str(good), "-o", str(out), "--resume", "-j", "0"])
     assert result.exit_code == 1, result.output
     assert "formdigits: 1 page, 1 field (1 ok, 0 review, 0 empty), 0 errors in" in result.stderr
-    assert f"and 1 page kept from {out}.partial, 1 error\n  failed: {missing}: no such file" in result.stderr
+    assert f"and 1 page kept from the interrupted run, 1 error\n  failed: {missing}: no such file" in result.stderr
     rows = list(csv.DictReader(out.read_text().splitlines()))
     assert [(r["file"], r["status"]) for r in rows] == [(missing, "error"), (str(good), "ok")]
 
