@@ -75,8 +75,8 @@ class RunSummary:
             return []
         c, rate = self.counts, self.pages / max(self.seconds, 1e-9)
         fields = c["ok"] + c["review"] + c["empty"]
-        lines = [f"formdigits: {_n(self.pages, 'page')}, {_n(fields, 'field')} ({c['ok']} ok, {c['review']} review, "
-                 f"{c['empty']} empty), {_n(len(self.failed), 'error')} in {self.seconds:.1f} s ({rate:.1f} pages/s)"]
+        lines = [(f"formdigits: {_n(self.pages, 'page')}, {_n(fields, 'field')} ({c['ok']} ok, {c['review']} review, "
+                  f"{c['empty']} empty), {_n(len(self.failed), 'error')} in {self.seconds:.1f} s ({rate:.1f} pages/s)")]
         if self.kept_pages:
             lines.append(f"formdigits: and {_n(self.kept_pages, 'page')} kept from the interrupted run, "
                          f"{_n(len(self.kept_failed), 'error')}")  # fmt: skip

@@ -83,7 +83,7 @@ def spreadsheet_safe(text):
 
 def unquote(cell):
     """Undo :func:`spreadsheet_safe`."""
-    return cell[1:] if cell.startswith("'") else cell
+    return cell.removeprefix("'")
 
 
 def wide_columns(names):
@@ -170,8 +170,6 @@ def write_error(where, e):
     return DataError(message)
 
 
-
-
 class _Utf8Out:
     """Text to a binary stream as UTF-8, file names that are not UTF-8 as their own bytes, no newline
     translation (``\\r\\n`` stays ``\\r\\n`` on every OS)."""
@@ -240,7 +238,7 @@ def _json_records(text, where):
     for number, line in enumerate(_lines(text), 1):
         try:
             records.append(_json_record(line))
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # (RecursionError: "[[[[..." nested past the parser's limit)
             if number == 1 and line.endswith("\n"):  # a whole first line that is not ours: not our output
                 raise DataError(f"{where}: line 1 is not a formdigits JSON Lines record ({e}; another --format, "
                                 "or a damaged file?): cannot resume from it") from None  # fmt: skip

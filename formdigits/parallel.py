@@ -17,10 +17,10 @@ import os
 import signal
 import threading
 from collections import deque
-from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 DEFAULT_PAGE_TIMEOUT = 120  # seconds one task (a page) may take in a worker before it is given up
