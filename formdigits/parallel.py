@@ -43,7 +43,9 @@ def available_cores():
 
 def _start_worker(initializer, initargs):
     """First thing in a worker: leave Ctrl-C to the parent, exit when the parent dies, then ``initializer``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # (a Ctrl-C that came while it started is dropped with this)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by _sigint_blocked
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
@@ -57,17 +59,21 @@ def _exit_with(parent):
 
 
 @contextmanager
-def _sigint_ignored():
-    """Processes started in here inherit SIGINT ignored (POSIX), so that a Ctrl-C, which the terminal sends
-    to every process of the group, cannot break a worker while it is still starting up."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+def _sigint_blocked():
+    """Processes started in here inherit SIGINT blocked (POSIX): a Ctrl-C, which the terminal sends to every
+    process of the group, waits in a starting worker until :func:`_start_worker` ignores it, instead of
+    breaking its imports with a traceback. This process still gets it, now or when this returns."""
+    if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()  # now: starting it later would unblock SIGINT here (it unblocks, not restores)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class _Pool:
@@ -76,7 +82,7 @@ class _Pool:
         self.executor = None
 
     def submit(self, func, task):
-        with _sigint_ignored():  # the executor starts its processes here, as they are needed
+        with _sigint_blocked():  # the executor starts its processes here, as they are needed
             if self.executor is None:
                 workers, initializer, initargs = self.args
                 # spawn: workers start clean (no copied ONNX Runtime threads or locks), on every OS alike

@@ -452,11 +452,18 @@ def _start_run(tmp_path, copies=6):
     proc.stdin.close()
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        workers = [c for c in _children(proc.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+        workers = [c for c in _children(proc.pid) if "spawn_main" in _cmdline(c)]
         if len(workers) == 2:
             return proc, out
         time.sleep(0.01)
     pytest.fail(f"the run never had two workers: {proc.poll()}")
+
+
+def _cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text()
+    except OSError:  # gone already
+        return ""
 
 
 def _gone(pids, seconds=15):
