@@ -66,9 +66,6 @@ def _sigint_blocked():
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    from multiprocessing import resource_tracker
-
-    resource_tracker.ensure_running()  # now: starting it later would unblock SIGINT here (it unblocks, not restores)
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
@@ -82,6 +79,10 @@ class _Pool:
         self.executor = None
 
     def submit(self, func, task):
+        if self.executor is None and hasattr(signal, "pthread_sigmask"):
+            from multiprocessing import resource_tracker
+
+            resource_tracker.ensure_running()  # first: starting it unblocks SIGINT (it does not restore the mask)
         with _sigint_blocked():  # the executor starts its processes here, as they are needed
             if self.executor is None:
                 workers, initializer, initargs = self.args

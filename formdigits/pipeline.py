@@ -62,7 +62,7 @@ class _PageWork:
 def expand_paths(paths, recursive=False, stdin=None):
     """Files to scan: files as given, folders' image files (sorted), ``-`` = paths on stdin, one per line.
 
-    A path is a list of bytes to the OS: paths on stdin are split at ``\n`` only and
+    A path is a list of bytes to the OS: paths on stdin are split at ``\\n`` only and
     decoded as the OS decodes file names (bytes that are not UTF-8 kept as surrogate escapes).
     """
     out = []
