@@ -60,11 +60,6 @@ def _check_scan_options(output, min_confidence, page_timeout):
             raise click.BadParameter(f"the folder {out.parent} does not exist", param_hint="-o")
 
 
-def _n(count, noun):
-    """``1 page``, ``2 pages``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def _need_torch(command):
     try:
         import torch  # noqa: F401
@@ -143,7 +138,8 @@ def scan(paths, output, fmt, templates, recursive, model, readers, strip_model, 
       file,page,field,x,y,w,h,value,confidence,digit_confidences,status,error
     status is ok, review (check it by hand), empty or error (page unreadable).
     Exit code 0 when every page was read, 1 when some page failed (every
-    other page is still read and written), 130 when interrupted.
+    other page is still read and written), 130 when interrupted (Ctrl-C),
+    143 when terminated (SIGTERM).
 
     Pages scanned on their side or upside down are turned and read. Pages
     over 150 Mpixel are refused before decoding.
@@ -155,15 +151,10 @@ def scan(paths, output, fmt, templates, recursive, model, readers, strip_model, 
       formdigits scan - -o out.csv --resume < list.txt   # after a crash or Ctrl-C
       formdigits scan scans/ -t census.json --format wide -o forms.csv
     """
-    import time
-
-    from tqdm import tqdm
-
+    from .batch import run_scan
     from .classifier import Classifier
-    from .debug import DebugPictures
-    from .output import open_output
     from .parallel import available_cores
-    from .pipeline import expand_paths, iter_scan, quiet_opencv, reuse_memory
+    from .pipeline import expand_paths, quiet_opencv, reuse_memory
     from .sequence import StripReader
     from .template import TemplateError, load as load_template
 
@@ -178,7 +169,6 @@ def scan(paths, output, fmt, templates, recursive, model, readers, strip_model, 
     if not files:
         raise click.UsageError("no image files found in the given PATHS")
     names = list(dict.fromkeys(f.name for form in forms for f in form.fields)) or None
-    pictures = DebugPictures(debug_dir, files) if debug_dir else None
     quiet_opencv()
     reuse_memory()  # this process is ours: with --workers 0 it reads the pages itself
     if workers is None:
@@ -191,52 +181,14 @@ def scan(paths, output, fmt, templates, recursive, model, readers, strip_model, 
         also = f" and {strips.path.name}" if strips else ""
         click.echo(f"formdigits: {clf.path.name}{also} on ONNX Runtime {clf.device.upper()} ({clf.provider}), "
                    f"{workers or 'no'} worker processes", err=True)  # fmt: skip
-    bar = tqdm(total=len(files), unit="page", disable=True if quiet else None, file=sys.stderr, dynamic_ncols=True)
-    seen_files = set()
-
-    def on_page(file, page):
-        if file in seen_files and bar.total is not None:
-            bar.total += 1  # a multi-page file: one file, several pages
-        seen_files.add(file)
-        bar.update()
-
-    start = time.perf_counter()
-    counts = {"ok": 0, "review": 0, "empty": 0, "error": 0}
-    pages, failed = 0, []
-    try:
-        with open_output(output, fmt, resume, names) as writer:
-            if resume and not quiet:
-                click.echo(f"formdigits: resuming {output}: {writer.done.total()} pages already done" if writer.done
-                           else f"formdigits: nothing to resume in {output}.partial: reading every page", err=True)  # fmt: skip
-            for work in iter_scan(files, classifier=clf, min_confidence=min_confidence, pdf_dpi=pdf_dpi,
-                                  on_page=on_page, keep_images=bool(debug_dir), workers=workers,
-                                  page_timeout=page_timeout, skip=writer.done, templates=forms,
-                                  readers=readers, strip_reader=strips):  # fmt: skip
-                pages += 1
-                writer.write_page(work.rows)
-                for row in work.rows:
-                    counts[row.status] += 1
-                writer.flush()  # every finished page is on disk
-                if work.error:
-                    failed.append(work.error)
-                elif debug_dir:
-                    pictures.write(work.file, work.page, work.image, work.rows)
-    except KeyboardInterrupt:
-        bar.close()
-        where = f"; the finished pages are in {output}.partial: run again with --resume to go on" if output != "-" else ""
-        click.echo(f"formdigits: interrupted after {pages} pages{where}", err=True)
-        sys.exit(130)
-    bar.close()
-    if not quiet:
-        took = time.perf_counter() - start
-        fields = counts["ok"] + counts["review"] + counts["empty"]
-        click.echo(f"formdigits: {_n(pages, 'page')}, {_n(fields, 'field')} ({counts['ok']} ok, {counts['review']} review, "
-                   f"{counts['empty']} empty), {_n(len(failed), 'error')} in {took:.1f} s ({pages / took:.1f} pages/s)",
-                   err=True)  # fmt: skip
-        for message in failed:
-            click.echo(f"  failed: {message}", err=True)
-    if failed:
-        sys.exit(1)
+    summary = run_scan(files, output, fmt, resume, names, quiet=quiet, say=lambda text: click.echo(text, err=True),
+                       debug_dir=debug_dir, classifier=clf, min_confidence=min_confidence, pdf_dpi=pdf_dpi,
+                       workers=workers, page_timeout=page_timeout, templates=forms, readers=readers,
+                       strip_reader=strips)  # fmt: skip
+    for line in summary.lines(quiet):
+        click.echo(line, err=True)
+    if summary.exit_code:
+        sys.exit(summary.exit_code)
 
 
 @main.command()

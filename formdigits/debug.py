@@ -49,5 +49,6 @@ class DebugPictures:
     def write(self, file, page, image, rows):
         out = self.path(file, page)
         out.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(out), draw_page(image, rows))
+        # (cv2.imwrite crashes on a name that is not UTF-8)
+        out.write_bytes(cv2.imencode(".png", draw_page(image, rows))[1].tobytes())
         return out

@@ -4,11 +4,17 @@ A file output is written to ``OUT.partial``, flushed after every page, and renam
 to ``OUT`` only when the run completes, so a crash never leaves a truncated ``OUT``.
 An interrupted run is continued with ``resume=True``: the pages already in
 ``OUT.partial`` are kept (the last one, which may be cut short, is dropped and
-read again) and reported in ``writer.done`` so the scan can skip them.
+read again) and reported in ``writer.done`` so the scan can skip them. While a run
+writes ``OUT.partial`` it holds an exclusive lock on it: a second run on the same
+``OUT`` stops at once instead of writing into it too.
+
+Text goes out as UTF-8; a file name that is not valid UTF-8 (held by Python with
+surrogate escapes) is written as its own bytes, and read back the same way.
 """
 
 import csv
 import dataclasses
+import errno
 import io
 import json
 import os
@@ -17,11 +23,18 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import DataError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no lock (and a file must be closed before it is renamed)
+    fcntl = None
+
 COLUMNS = ("file", "page", "field", "x", "y", "w", "h", "value", "confidence", "digit_confidences", "status", "error")
 FORMATS = ("csv", "jsonl", "wide")
+STATUSES = ("ok", "review", "empty", "error")
 _RISKY = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -61,8 +74,16 @@ class Row:
 
 
 def spreadsheet_safe(text):
-    """Neutralise a cell a spreadsheet would run as a formula (OWASP: prefix a quote)."""
-    return "'" + text if text.startswith(_RISKY) else text
+    """Neutralise a cell a spreadsheet would run as a formula (OWASP: prefix a quote).
+
+    A cell that starts with a quote gets one more, so that :func:`unquote` can always undo it.
+    """
+    return "'" + text if text.startswith((*_RISKY, "'")) else text
+
+
+def unquote(cell):
+    """Undo :func:`spreadsheet_safe`."""
+    return cell.removeprefix("'")
 
 
 def wide_columns(names):
@@ -92,21 +113,25 @@ class RowWriter:
     """Writes rows as CSV (with a header), JSON Lines, or wide CSV (one row per page).
 
     ``names``: the template field names (``--template``): long CSV gets a ``form``
-    column, and the wide format needs them. ``done`` counts the pages already written.
+    column, and the wide format needs them. ``done`` counts the pages already written
+    and ``failed`` lists their error messages (see :func:`open_output`). ``where``
+    names the output in the message of a write that fails (a full disk).
     """
 
-    def __init__(self, fh, fmt, header=True, names=None):
+    def __init__(self, fh, fmt, header=True, names=None, where="the output"):
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
         if fmt == "wide" and not names:
             raise ValueError("the wide format needs template field names (--template)")
-        self.fh, self.fmt, self.names = fh, fmt, names
+        self.fh, self.fmt, self.names, self.where = fh, fmt, names, where
         self.done = Counter()  # (file, page) -> times already written
+        self.failed = []  # the error messages of the pages already written
         self.columns = wide_columns(names) if fmt == "wide" else (*COLUMNS, "form") if names else COLUMNS
         if fmt != "jsonl":
             self._csv = csv.writer(fh, lineterminator="\r\n")
             if header:
-                self._csv.writerow(self.columns)
+                with self._checked():
+                    self._csv.writerow(self.columns)
 
     def write(self, row):
         """Write one row (long formats)."""
@@ -116,92 +141,219 @@ class RowWriter:
         """Write one page's rows (a page with no fields writes nothing)."""
         if not rows:
             return
-        if self.fmt == "wide":
-            self._csv.writerow(wide_cells(rows, self.names))
-        elif self.fmt == "csv":
-            self._csv.writerows(r.csv_cells(self.columns) for r in rows)
-        else:
-            self.fh.write("".join(r.json() + "\n" for r in rows))
+        with self._checked():
+            if self.fmt == "wide":
+                self._csv.writerow(wide_cells(rows, self.names))
+            elif self.fmt == "csv":
+                self._csv.writerows(r.csv_cells(self.columns) for r in rows)
+            else:
+                self.fh.write("".join(r.json() + "\n" for r in rows))
 
     def flush(self):
-        self.fh.flush()
+        with self._checked():
+            self.fh.flush()
+
+    @contextmanager
+    def _checked(self):
+        """A write that fails (a full disk) becomes a one-line error naming the output."""
+        try:
+            yield
+        except OSError as e:
+            raise write_error(self.where, e) from None
 
 
-def _unquote(cell):
-    """Undo :func:`spreadsheet_safe`."""
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_RISKY) else cell
+def write_error(where, e):
+    """The error for a failed write to ``where`` (a ``.partial`` keeps what was written before)."""
+    message = f"{where}: cannot write: {e.strerror or e}"
+    if str(where).endswith(".partial"):
+        message += "; the pages finished before are kept in it: run again with --resume once it can be written"
+    return DataError(message)
 
 
-def _recover(partial, fmt, columns):
-    """Whole pages in an interrupted output, as ``(kept text, Counter of (file, page))``.
+class _Utf8Out:
+    """Text to a binary stream as UTF-8, file names that are not UTF-8 as their own bytes, no newline
+    translation (``\\r\\n`` stays ``\\r\\n`` on every OS)."""
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def write(self, text):
+        return self.binary.write(text.encode("utf-8", "surrogateescape"))
+
+    def flush(self):
+        self.binary.flush()
+
+
+class Kept(NamedTuple):
+    """What an interrupted output holds: its whole pages."""
+
+    text: str  # the pages, serialised as this run writes them (CSV: with the header)
+    done: Counter  # (file, page) -> times written
+    failed: list  # the error message of each error page among them
+
+
+def _csv_line(cells):
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(cells)
+    return out.getvalue()
+
+
+def _csv_records(text, columns, where):
+    """``(key, text, error)`` per row of a CSV output, up to the first damaged one."""
+    header = _csv_line(columns)
+    if not text.startswith(header):
+        if header.startswith(text):
+            return []  # cut short in its header: nothing written yet
+        raise DataError(f"{where}: its first line is not the header this run writes (another --format or "
+                        "--template, or a damaged file?): cannot resume from it")  # fmt: skip
+    at = {c: columns.index(c) for c in ("file", "page", "status", "error")}
+    records, reader = [], csv.reader(io.StringIO(text[len(header):], newline=""))
+    try:
+        for cells in reader:
+            if len(cells) != len(columns) or cells[at["status"]] not in STATUSES or int(cells[at["page"]]) < 1:
+                break
+            error = unquote(cells[at["error"]]) if cells[at["status"]] == "error" else None
+            records.append(((unquote(cells[at["file"]]), int(cells[at["page"]])), _csv_line(cells), error))
+    except (csv.Error, ValueError):
+        pass
+    return records
+
+
+def _json_record(line):
+    """``(key, text, error)`` of one JSON Lines record; ValueError if it is not one of ours."""
+    d = json.loads(line)
+    if not isinstance(d, dict):
+        raise ValueError("not a JSON object")
+    file, page, status, error = (d.get(k) for k in ("file", "page", "status", "error"))
+    if not isinstance(file, str) or type(page) is not int or page < 1 or status not in STATUSES:
+        raise ValueError("its file, page or status is missing or of the wrong type")
+    if not isinstance(error, str):
+        raise ValueError("its error is missing or not text")
+    return (file, page), line, error if status == "error" else None
+
+
+def _json_records(text, where):
+    """``(key, text, error)`` per line of a JSON Lines output, up to the first damaged one."""
+    records = []
+    for number, line in enumerate(_lines(text), 1):
+        try:
+            records.append(_json_record(line))
+        except (ValueError, RecursionError) as e:  # (RecursionError: "[[[[..." nested past the parser's limit)
+            if number == 1 and line.endswith("\n"):  # a whole first line that is not ours: not our output
+                raise DataError(f"{where}: line 1 is not a formdigits JSON Lines record ({e}; another --format, "
+                                "or a damaged file?): cannot resume from it") from None  # fmt: skip
+            break
+    return records
+
+
+def _lines(text):
+    """Lines ending in ``\\n`` only (a file name may hold other line breaks)."""
+    lines = text.split("\n")
+    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+
+
+def recover(text, fmt, columns, where):
+    """The whole pages of an interrupted output's ``text``.
 
     Records are read up to the first damaged one; the last page read is dropped
-    as it may be incomplete (rows are written page by page, in order).
+    as it may be incomplete (rows are written page by page, in order). Output of
+    another format, or one damaged from its first line, is refused (DataError).
     """
-    text = partial.read_text(encoding="utf-8", errors="replace")
-    records = []  # (key, serialised record)
-    if fmt != "jsonl":
-        reader = csv.reader(io.StringIO(text, newline=""))
+    records = _json_records(text, where) if fmt == "jsonl" else _csv_records(text, columns, where)
+    pages = []  # [key, text, errors] per page: a run of rows of one page (a file listed twice has two runs)
+    for key, line, error in records:
+        if not pages or pages[-1][0] != key:
+            pages.append([key, "", []])
+        pages[-1][1] += line
+        if error is not None:
+            pages[-1][2].append(error)
+    pages = pages[:-1]  # the last page may have been cut short
+    head = _csv_line(columns) if fmt != "jsonl" and pages else ""
+    return Kept(head + "".join(text for _, text, _ in pages), Counter(key for key, _, _ in pages),
+                [e for _, _, errors in pages for e in errors])  # fmt: skip
+
+
+def _open_locked(partial):
+    """``partial`` opened for reading and writing (created, not truncated) under an exclusive lock.
+
+    Another run holding the lock is an error at once (no waiting). The lock is
+    taken before anything is read or truncated, and on the file that is still
+    named ``partial`` (not one a finished run has just renamed to its output).
+    """
+    for _ in range(5):
         try:
-            header = next(reader, None)
-            for cells in reader:
-                if len(cells) != len(columns):
-                    break
-                out = io.StringIO()
-                csv.writer(out, lineterminator="\r\n").writerow(cells)
-                records.append(((_unquote(cells[0]), int(cells[1])), out.getvalue()))
-        except (csv.Error, ValueError):
-            pass
-        if header is not None and tuple(header) != tuple(columns):
-            raise DataError(f"{partial}: its header is not the one this run writes (another --format or "
-                            "--template?); cannot resume from it")  # fmt: skip
-    else:
-        for line in text.splitlines(keepends=True):
-            try:
-                d = json.loads(line)
-                records.append(((d["file"], int(d["page"])), line if line.endswith("\n") else line + "\n"))
-            except (ValueError, KeyError, TypeError):
-                break
-    groups = []  # (key, text) per page: runs of rows of one page (a file listed twice has two runs)
-    for key, text in records:
-        if groups and groups[-1][0] == key:
-            groups[-1] = (key, groups[-1][1] + text)
-        else:
-            groups.append((key, text))
-    groups = groups[:-1]  # the last page may have been cut short
-    head = ""
-    if fmt != "jsonl":
-        out = io.StringIO()
-        csv.writer(out, lineterminator="\r\n").writerow(columns)
-        head = out.getvalue()
-    return head + "".join(text for _, text in groups), Counter(key for key, _ in groups)
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise DataError(f"{partial}: cannot open it for writing: {e.strerror or e}") from None
+        if fcntl is None:
+            return open(fd, "r+b")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                return open(fd, "r+b")  # a file system without locks: go on without
+            os.close(fd)
+            break
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(partial))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return open(fd, "r+b")
+        os.close(fd)
+    raise DataError(f"{partial}: another formdigits run is writing it (it is locked): wait for that run to end, "
+                    "or give another -o")  # fmt: skip
+
+
+def _close(fh):
+    try:
+        fh.close()
+    except OSError:  # only after a failed write, which is being reported
+        pass
 
 
 @contextmanager
 def open_output(path, fmt="csv", resume=False, names=None):
     """A RowWriter on stdout (``-``) or on ``path`` via ``path.partial``, renamed on success.
 
-    With ``resume``, an existing ``path.partial`` is continued: its whole pages are
-    kept and counted in ``writer.done``. ``names``: see :class:`RowWriter`.
+    ``path.partial`` is locked while the run writes it: a second run on the same
+    path is refused (DataError). With ``resume``, an existing ``path.partial`` is
+    continued: its whole pages are kept, counted in ``writer.done``, their error
+    messages in ``writer.failed``. ``names``: see :class:`RowWriter`.
     """
     if path in (None, "-"):
         if resume:
             raise DataError("--resume needs an output file (-o FILE), not stdout")
-        yield RowWriter(sys.stdout, fmt, names=names)
         sys.stdout.flush()
+        binary = getattr(sys.stdout, "buffer", None)  # none for an in-memory stdout (notebooks, tests)
+        writer = RowWriter(_Utf8Out(binary) if binary else sys.stdout, fmt, names=names, where="stdout")
+        yield writer
+        writer.flush()
         return
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     columns = RowWriter(io.StringIO(), fmt, names=names).columns
-    done = Counter()
-    if resume and partial.is_file():
-        kept, done = _recover(partial, fmt, columns)
-        with open(partial, "w", newline="", encoding="utf-8") as fh:
-            fh.write(kept)
-    with open(partial, "a" if done else "w", newline="", encoding="utf-8") as fh:
-        writer = RowWriter(fh, fmt, header=not done, names=names)
-        writer.done = done
+    fh = _open_locked(partial)
+    try:
+        kept = Kept("", Counter(), [])
+        if resume:
+            kept = recover(fh.read().decode("utf-8", "surrogateescape"), fmt, columns, partial)
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(kept.text.encode("utf-8", "surrogateescape"))
+        except OSError as e:
+            raise write_error(partial, e) from None
+        writer = RowWriter(_Utf8Out(fh), fmt, header=not kept.done, names=names, where=partial)
+        writer.done, writer.failed = kept.done, kept.failed
         yield writer
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(partial, path)
+        writer.flush()
+        try:
+            os.fsync(fh.fileno())
+        except OSError as e:
+            raise write_error(partial, e) from None
+        if fcntl is None:
+            fh.close()  # Windows cannot rename an open file
+        os.replace(partial, path)  # while still locked: no other run can start on it in between
+    finally:
+        _close(fh)

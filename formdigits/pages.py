@@ -7,6 +7,9 @@ into luminance. Problems raise :class:`PageError` naming the file.
 """
 
 import io
+import os
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +92,8 @@ def count_pages(path):
         with _open_pdf(path) as pdf:
             return len(pdf)
     if kind == "tiff":
-        count = cv2.imcount(str(path))
+        with _opencv_name(path) as name:
+            count = cv2.imcount(name)
         if count <= 0:
             raise PageError(f"{path}: not a readable TIFF")
         return count
@@ -113,7 +117,8 @@ def read_page(path, number, pdf_dpi="auto"):
     # colour planes (3x faster), PNG and TIFF save a conversion; anything else is decoded as it is
     flags = cv2.IMREAD_GRAYSCALE if kind == "jpeg" or mode in ("RGB", "L", "1") else cv2.IMREAD_UNCHANGED
     if kind == "tiff":
-        ok, imgs = cv2.imreadmulti(str(path), start=number - 1, count=1, flags=flags)
+        with _opencv_name(path) as name:
+            ok, imgs = cv2.imreadmulti(name, start=number - 1, count=1, flags=flags)
         if not ok or not imgs:
             raise PageError(f"{path}: page {number} is not readable")
         img = imgs[0]
@@ -125,6 +130,23 @@ def read_page(path, number, pdf_dpi="auto"):
         return Page(to_gray(img), str(path), number)
     except ValueError as e:
         raise PageError(f"{path}: page {number}: {e}") from None
+
+
+@contextmanager
+def _opencv_name(path):
+    """A name of ``path`` for OpenCV, which crashes on a name that is not UTF-8 (held as surrogate escapes):
+    such a file is reached through a symbolic link with a plain name."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        yield str(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="formdigits-") as folder:
+        link = os.path.join(folder, "page")
+        os.symlink(os.path.abspath(path), link)
+        yield link
 
 
 def read_pages(path, pdf_dpi="auto"):

@@ -6,14 +6,21 @@ the tasks came. A worker that dies (killed, out of memory, a crash in native
 code) or runs past the time budget costs its own task a :class:`WorkerFailure`
 result, not the batch: the pool is restarted, and the tasks that were in
 flight with it are re-run one at a time, so the culprit is found exactly.
+
+Workers never outlive the run: they exit when the parent process dies (even by
+SIGKILL), they are killed when the caller stops early (Ctrl-C, SIGTERM, a
+generator closed), and they ignore Ctrl-C, which is the parent's to handle.
 """
 
 import multiprocessing
 import os
+import signal
+import threading
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 DEFAULT_PAGE_TIMEOUT = 120  # seconds one task (a page) may take in a worker before it is given up
@@ -34,22 +41,60 @@ def available_cores():
         return os.cpu_count() or 1
 
 
+def _start_worker(initializer, initargs):
+    """First thing in a worker: leave Ctrl-C to the parent, exit when the parent dies, then ``initializer``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # (a Ctrl-C that came while it started is dropped with this)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by _sigint_blocked
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
+    if initializer:
+        initializer(*initargs)
+
+
+def _exit_with(parent):
+    parent.join()  # returns when the parent is gone: the pipe it holds to this process closes with it
+    os._exit(1)
+
+
+@contextmanager
+def _sigint_blocked():
+    """Processes started in here inherit SIGINT blocked (POSIX): a Ctrl-C, which the terminal sends to every
+    process of the group, waits in a starting worker until :func:`_start_worker` ignores it, instead of
+    breaking its imports with a traceback. This process still gets it, now or when this returns."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class _Pool:
     def __init__(self, workers, initializer, initargs):
         self.args = workers, initializer, initargs
         self.executor = None
 
     def submit(self, func, task):
-        if self.executor is None:
-            workers, initializer, initargs = self.args
-            # spawn: workers start clean (no copied ONNX Runtime threads or locks), on every OS alike
-            self.executor = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), initializer, initargs)
-        try:
-            return self.executor.submit(func, task)
-        except BrokenProcessPool as e:  # a worker died since the last submit: fail this one the same way
-            future = Future()
-            future.set_exception(e)
-            return future
+        if self.executor is None and hasattr(signal, "pthread_sigmask"):
+            from multiprocessing import resource_tracker
+
+            resource_tracker.ensure_running()  # first: starting it unblocks SIGINT (it does not restore the mask)
+        with _sigint_blocked():  # the executor starts its processes here, as they are needed
+            if self.executor is None:
+                workers, initializer, initargs = self.args
+                # spawn: workers start clean (no copied ONNX Runtime threads or locks), on every OS alike
+                self.executor = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), _start_worker,
+                                                    (initializer, initargs))  # fmt: skip
+            try:
+                return self.executor.submit(func, task)
+            except BrokenProcessPool as e:  # a worker died since the last submit: fail this one the same way
+                future = Future()
+                future.set_exception(e)
+                return future
 
     def kill(self):
         """Stop every worker now (a hung one included) and forget the pool."""
@@ -83,7 +128,8 @@ def ordered_map(func, tasks, workers, timeout=None, ahead=None, initializer=None
     exceptions (return them as values); ``workers=0`` runs everything here,
     without processes and without the time limit. ``timeout`` is the most
     seconds one task may take; ``ahead`` bounds the tasks in flight
-    (default: 4 per worker).
+    (default: 4 per worker). When the caller stops early (an exception such as
+    KeyboardInterrupt, or the generator closed), the workers are killed at once.
     """
     if workers == 0:
         if initializer:
@@ -122,5 +168,8 @@ def ordered_map(func, tasks, workers, timeout=None, ahead=None, initializer=None
                 if outcome != "ok":
                     pool.kill()
                 yield t, result
+    except BaseException:  # interrupted, or the caller stopped: the pages in flight are not wanted
+        pool.kill()
+        raise
     finally:
         pool.close()

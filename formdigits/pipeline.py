@@ -63,10 +63,19 @@ class _PageWork:
 
 def expand_paths(paths, recursive=False, stdin=None):
     """Files to scan: files as given, folders' image files (sorted; ``recursive``: their subfolders' too),
-    ``-`` = paths on stdin, one per line, each expanded the same way."""
+    ``-`` = paths on stdin, one per line, each expanded the same way.
+
+    A path is a list of bytes to the OS: paths on stdin are split at ``\\n`` only and
+    decoded as the OS decodes file names (bytes that are not UTF-8 kept as surrogate escapes).
+    """
     out = []
     for p in paths:
-        given = [line.rstrip("\r\n") for line in (stdin or sys.stdin) if line.strip()] if p == "-" else [p]
+        if p == "-":
+            stream = stdin or sys.stdin
+            lines = (os.fsdecode(line) for line in stream.buffer) if hasattr(stream, "buffer") else stream
+            given = [line.rstrip("\r\n") for line in lines if line.strip()]
+        else:
+            given = [p]
         for q in given:
             path = Path(q)
             if path.is_dir():
@@ -290,17 +299,22 @@ def _read_pages(tasks, clf, strips, min_confidence, workers, page_timeout, on_pa
         pending.clear()
         x = Inputs(clf.params)
 
-    for task, work in ordered_map(analyse_page, tasks, workers, page_timeout, initializer=_init_worker):
-        if isinstance(work, WorkerFailure):
-            work = _PageWork(task.file, task.page, error=f"{task.file}: page {task.page}: {work.message}", task=task)
-        work.first_crop = x.add(work.crops or [])
-        work.crops = None
-        pending.append(work)
-        if on_page:
-            on_page(work.file, work.page)
-        if len(x) >= 4 * clf.batch_size:
-            yield from flush()
-    yield from flush()
+    analysed = ordered_map(analyse_page, tasks, workers, page_timeout, initializer=_init_worker)
+    try:
+        for task, work in analysed:
+            if isinstance(work, WorkerFailure):
+                work = _PageWork(task.file, task.page, error=f"{task.file}: page {task.page}: {work.message}",
+                                 task=task)  # fmt: skip
+            work.first_crop = x.add(work.crops or [])
+            work.crops = None
+            pending.append(work)
+            if on_page:
+                on_page(work.file, work.page)
+            if len(x) >= 4 * clf.batch_size:
+                yield from flush()
+        yield from flush()
+    finally:
+        analysed.close()  # stopped early (Ctrl-C, an error, the caller): the workers go now
 
 
 def scan(paths, **options):

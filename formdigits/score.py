@@ -21,7 +21,7 @@ DEFAULT_REJECT_RATES = (0.0, 0.01, 0.02, 0.05, 0.1)
 def read_rows(path):
     """Rows of a scan or truth CSV as dicts; a file whose header lacks the needed columns is refused."""
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:  # names as scan writes them
             rows = list(csv.DictReader(fh))
             header = set(rows[0]) if rows else set()
     except (OSError, UnicodeDecodeError, csv.Error) as e:

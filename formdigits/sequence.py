@@ -10,7 +10,6 @@ ONNX Runtime is imported lazily; torch is never imported here.
 """
 
 import json
-import math
 import os
 from importlib import resources
 from pathlib import Path
