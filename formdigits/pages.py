@@ -17,6 +17,7 @@ from .errors import FormdigitsError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pdf"}
 DEFAULT_PDF_DPI = 300  # for PDF pages that hold no scanned image
+PDF_DPI_RANGE = (50, 1200)  # resolutions a PDF page may be rendered at
 MAX_PIXELS = 150_000_000  # refuse larger pages (decompression bombs) before decoding them
 
 
@@ -81,6 +82,15 @@ def _kind(path):
     raise PageError(f"{name}: not a supported image (PNG, JPEG, BMP, TIFF or PDF)")
 
 
+def check_pdf_dpi(dpi):
+    """``dpi`` if it is ``"auto"`` or a number in ``PDF_DPI_RANGE``; ValueError otherwise."""
+    low, high = PDF_DPI_RANGE
+    is_number = isinstance(dpi, (int, float, np.integer, np.floating)) and not isinstance(dpi, bool)
+    if dpi == "auto" or (is_number and low <= dpi <= high):  # (NaN fails every comparison)
+        return dpi
+    raise ValueError(f"pdf_dpi must be 'auto' or a number from {low} to {high}, got {dpi!r}")
+
+
 def count_pages(path):
     """Number of pages in a file (1 for single images), without decoding any; PageError if unusable."""
     path = Path(path)
@@ -105,6 +115,7 @@ def read_page(path, number, pdf_dpi="auto"):
     refused from their header, before any pixel is decoded.
     """
     path = Path(path)
+    check_pdf_dpi(pdf_dpi)
     kind = _kind(path)
     if kind == "pdf":
         return _read_pdf_page(path, number, pdf_dpi)
@@ -178,24 +189,28 @@ def _open_pdf(path):
 
 
 def _read_pdf_page(path, number, dpi):
+    import pypdfium2 as pdfium
     import pypdfium2.raw as raw
 
     with _open_pdf(path) as pdf:
         if not 1 <= number <= len(pdf):
             raise PageError(f"{path}: has no page {number} ({len(pdf)} pages)")
-        page = pdf[number - 1]
-        w, h = page.get_size()
-        page_dpi = (_native_dpi(page, raw) or DEFAULT_PDF_DPI) if dpi == "auto" else float(dpi)
-        pixels = w * h * (page_dpi / 72) ** 2
-        if pixels > MAX_PIXELS:
-            raise PageError(f"{path}: page {number} would be {pixels / 1e6:.0f} Mpixel at {page_dpi:.0f} dpi, "
-                            f"over the {MAX_PIXELS / 1e6:.0f} Mpixel limit for one page")  # fmt: skip
-        image = _scanned_jpeg(page, raw, page_dpi) if dpi == "auto" else None
-        if image is None:
-            bitmap = page.render(scale=page_dpi / 72, grayscale=True)
-            image = np.array(bitmap.to_numpy())
-            bitmap.close()
-        page.close()
+        try:  # a page pdfium cannot load or render (a broken page tree, a damaged content stream)
+            page = pdf[number - 1]
+            w, h = page.get_size()
+            page_dpi = (_native_dpi(page, raw) or DEFAULT_PDF_DPI) if dpi == "auto" else float(dpi)
+            pixels = w * h * (page_dpi / 72) ** 2
+            if pixels > MAX_PIXELS:
+                raise PageError(f"{path}: page {number} would be {pixels / 1e6:.0f} Mpixel at {page_dpi:.0f} dpi, "
+                                f"over the {MAX_PIXELS / 1e6:.0f} Mpixel limit for one page")  # fmt: skip
+            image = _scanned_jpeg(page, raw, page_dpi) if dpi == "auto" else None
+            if image is None:
+                bitmap = page.render(scale=page_dpi / 72, grayscale=True)
+                image = np.array(bitmap.to_numpy())
+                bitmap.close()
+            page.close()
+        except pdfium.PdfiumError as e:
+            raise PageError(f"{path}: page {number}: pdfium cannot read it: {e}") from None
     return Page(to_gray(image), str(path), number, page_dpi)
 
 

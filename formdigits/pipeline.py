@@ -25,7 +25,7 @@ import numpy as np
 
 from .classifier import Classifier
 from .layout import analyze
-from .pages import IMAGE_SUFFIXES, PageError, count_pages, read_page
+from .pages import IMAGE_SUFFIXES, PageError, check_pdf_dpi, count_pages, read_page
 from .parallel import DEFAULT_PAGE_TIMEOUT, WorkerFailure, ordered_map
 from .preprocess import preprocess_strip
 from .recognize import ORIENTATION_SAMPLE, Inputs, read, upside_down
@@ -105,6 +105,9 @@ def analyse_page(task):
         return work
     except OSError as e:
         work.error = f"{file}: {e.strerror or e}"
+        return work
+    except Exception as e:  # a decoder failing in a way pages.py does not foresee: named, and the batch goes on
+        work.error = f"{file}: page {number}: decoding failed: {type(e).__name__}: {e}"
         return work
     try:
         layout = analyze(page.image, task.turn)
@@ -227,6 +230,7 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
     """
     if readers not in ("both", "cut"):
         raise ValueError(f"readers must be both or cut, got {readers!r}")
+    check_pdf_dpi(pdf_dpi)
     clf = classifier or Classifier(model, device=device, batch_size=batch_size)
     strips = strip_reader or (StripReader(strip_model, device=device) if readers == "both" else None)
     tasks = plan_pages(paths, pdf_dpi, keep_images, skip, templates, strips.params if strips else None)

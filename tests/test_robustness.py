@@ -210,6 +210,78 @@ def test_damaged_pdf_is_an_error_row(tmp_path):
     assert result.exit_code == 1 and "damaged.pdf: not a readable PDF" in result.stdout
 
 
+def _pdf(objects):
+    """A small PDF of these numbered objects (1 is the catalog), with a correct xref table."""
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+BROKEN_PAGE_PDF = _pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                        b"(not a page)"])  # fmt: skip
+
+
+def test_a_pdf_page_that_fails_to_load_is_an_error_row_and_the_batch_goes_on(bad_files):
+    """Issue 19, item 1: pdfium's 'Failed to load page' stopped the batch with a traceback."""
+    folder, good, _ = bad_files
+    broken = folder / "broken.pdf"
+    broken.write_bytes(BROKEN_PAGE_PDF)
+    assert count_pages(broken) == 1
+    out = folder / "out.csv"
+    result = CliRunner().invoke(main, ["scan", str(broken), str(good), "--workers", "0", "-o", str(out)])
+    assert result.exit_code == 1, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["file"], r["status"], r["error"]) for r in rows] == [
+        (str(broken), "error", f"{broken}: page 1: pdfium cannot read it: Failed to load page."),
+        (str(good), "ok", "")]  # fmt: skip
+
+
+def test_template_of_a_pdf_page_that_fails_to_load_is_a_one_line_error(tmp_path):
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(BROKEN_PAGE_PDF)
+    result = CliRunner().invoke(main, ["template", str(broken), "-o", str(tmp_path / "t.json")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip() == f"Error: {broken}: page 1: pdfium cannot read it: Failed to load page."
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_any_library_failure_while_decoding_is_an_error_row_naming_it(monkeypatch):
+    import formdigits.pipeline as pipeline
+
+    def fail(*args):
+        raise cv2.error("OpenCV(5.1.0) grfmt_tiff.cpp:42: error: (-2:Unspecified error) in function 'readData'")
+
+    monkeypatch.setattr(pipeline, "read_page", fail)
+    work = pipeline.analyse_page(pipeline.PageTask("a.tif", 3, "auto", False))
+    assert work.error == ("a.tif: page 3: decoding failed: error: OpenCV(5.1.0) grfmt_tiff.cpp:42: error: "
+                          "(-2:Unspecified error) in function 'readData'")  # fmt: skip
+
+
+@pytest.mark.parametrize("dpi", [0, -300, float("nan"), float("inf"), "300", True])
+def test_a_pdf_dpi_that_cannot_work_is_refused_before_any_page_is_read(dpi, monkeypatch):
+    import formdigits
+    import formdigits.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "count_pages", lambda *a: pytest.fail("read a file"))
+    with pytest.raises(ValueError, match=r"pdf_dpi must be 'auto' or a number from 50 to 1200, got"):
+        formdigits.scan(["any.pdf"], pdf_dpi=dpi)
+    with pytest.raises(ValueError, match=r"pdf_dpi must be"):
+        read_page("any.pdf", 1, pdf_dpi=dpi)
+
+
+@pytest.mark.parametrize("dpi", ["0", "-300", "nan", "1201", "72.5"])
+def test_a_pdf_dpi_that_cannot_work_is_a_usage_error(dpi, tmp_path):
+    for command in (["scan", str(tmp_path / "p.pdf")], ["template", __file__, "-o", str(tmp_path / "t.json")]):
+        result = CliRunner().invoke(main, [*command, "--pdf-dpi", dpi])
+        assert result.exit_code == 2 and "is not 'auto' or a number from 50 to 1200" in result.output, result.output
+
+
 def _pages_in(path):
     try:
         return len({(r["file"], r["page"]) for r in csv.DictReader(path.read_text().splitlines())})
