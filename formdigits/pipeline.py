@@ -25,7 +25,7 @@ import numpy as np
 
 from .classifier import Classifier
 from .layout import analyze
-from .pages import IMAGE_SUFFIXES, PageError, check_pdf_dpi, count_pages, read_page
+from .pages import IMAGE_SUFFIXES, PageError, check_pdf_dpi, page_offsets, read_page
 from .parallel import DEFAULT_PAGE_TIMEOUT, WorkerFailure, ordered_map
 from .preprocess import preprocess_strip
 from .recognize import ORIENTATION_SAMPLE, Inputs, read, upside_down
@@ -87,6 +87,7 @@ class PageTask(NamedTuple):
     turn: int = 0  # degrees to turn the page clockwise before reading it
     templates: tuple = ()  # read exactly the fields of the best-matching one of these forms
     strip_params: object = None  # the sequence reader's StripParams (None: no second reader)
+    offset: object = None  # where the page is in its file (see pages.page_offsets)
 
 
 def analyse_page(task):
@@ -99,7 +100,7 @@ def analyse_page(task):
     if task.error:
         return work
     try:
-        page = read_page(file, number, task.pdf_dpi)
+        page = read_page(file, number, task.pdf_dpi, task.offset)
     except PageError as e:
         work.error = str(e)
         return work
@@ -196,17 +197,16 @@ def plan_pages(paths, pdf_dpi="auto", keep_images=False, skip=None, templates=()
     skip = Counter(skip or ())
     for path in paths:
         try:
-            numbers = range(1, count_pages(path) + 1)
-            error = ""
+            offsets, error = page_offsets(path), ""
         except PageError as e:
-            numbers, error = [1], str(e)
+            offsets, error = [None], str(e)
         except OSError as e:
-            numbers, error = [1], f"{path}: {e.strerror or e}"
-        for number in numbers:
+            offsets, error = [None], f"{path}: {e.strerror or e}"
+        for number, offset in enumerate(offsets, 1):
             if skip.get((str(path), number), 0) > 0:
                 skip[(str(path), number)] -= 1  # done once already (a file may be listed twice)
                 continue
-            yield PageTask(str(path), number, pdf_dpi, keep_images, error, 0, tuple(templates), strip_params)
+            yield PageTask(str(path), number, pdf_dpi, keep_images, error, 0, tuple(templates), strip_params, offset)
 
 
 def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=DEFAULT_MIN_CONFIDENCE,

@@ -110,6 +110,81 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
     assert MAX_PIXELS == 150_000_000  # the documented limit (README)
 
 
+def _never(name):
+    def refuse(*args, **kwargs):
+        pytest.fail(f"called {name}")
+
+    return refuse
+
+
+def test_a_tiff_whose_header_pillow_cannot_parse_is_held_to_the_pixel_limit(tmp_path, monkeypatch):
+    """Issue 19, item 3: Pillow cannot parse a float64 tiled TIFF, so no size was checked, and OpenCV
+    decoded its 225 Mpixel (3.6 GB in one worker). 1.9 MB on disk: one compressed tile of zeros, 900 times."""
+    import itertools
+
+    import tifffile
+
+    tile = zlib.compress(bytes(512 * 512 * 8), 9)
+    with tifffile.TiffWriter(tmp_path / "bomb.tif") as tif:
+        tif.write(itertools.repeat(tile, 30 * 30), shape=(15000, 15000), dtype=np.float64, tile=(512, 512),
+                  compression="zlib", photometric="minisblack")  # fmt: skip
+    for name in ("imdecode", "imread", "imreadmulti"):
+        monkeypatch.setattr(cv2, name, _never(f"cv2.{name} on a decompression bomb"))
+    with pytest.raises(PageError, match=r"bomb.tif: 15000 x 15000 pixels \(225 Mpixel\) is over the 150 Mpixel"):
+        read_page(tmp_path / "bomb.tif", 1)
+
+
+def test_an_image_whose_size_cannot_be_read_is_refused_before_decoding(tmp_path, monkeypatch):
+    f = tmp_path / "odd.bmp"
+    f.write_bytes(b"BM" + bytes(60))  # a BMP header Pillow cannot parse
+    monkeypatch.setattr(cv2, "imdecode", _never("cv2.imdecode on an image of unknown size"))
+    with pytest.raises(PageError, match="odd.bmp: not a readable image \\(its size cannot be read from its header"):
+        read_page(f, 1)
+
+
+def test_opencv_refuses_to_decode_over_the_pixel_limit_itself(tmp_path):
+    """The last line of defence, in case a file's header was misjudged: OpenCV's own limit, set when formdigits is
+    imported (before cv2 is: it is read once), and inherited by the worker processes."""
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_header_only(12300, 12300))  # 151 Mpixel
+    code = (f"import formdigits, cv2, numpy as np\n"
+            f"cv2.imdecode(np.fromfile({str(bomb)!r}, np.uint8), cv2.IMREAD_GRAYSCALE)")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 1 and "pixels <= CV_IO_MAX_IMAGE_PIXELS" in proc.stderr, proc.stderr
+    assert str(MAX_PIXELS) == "150000000"  # the value set in formdigits/__init__.py
+
+
+def test_a_multi_page_tiff_is_read_in_one_pass(tmp_path, monkeypatch):
+    """Issue 19, item 9: every page was found by walking the file's list of pages from the first (OpenCV's
+    imreadmulti(start=k)): quadratic, 1,000 pages took 15 s and 4,000 took 587 s. Now the list is walked
+    once and each page is read straight from its place: each page's directory is parsed a bounded number
+    of times and the decoder called once per page."""
+    import tifffile
+
+    import formdigits
+    from formdigits.pages import read_pages
+
+    n = 300
+    with tifffile.TiffWriter(tmp_path / "long.tif") as tif:
+        for i in range(n):
+            tif.write(np.full((8, 12), i % 251, np.uint8), photometric="minisblack", compression="zlib")
+    parsed, decoded, decode = [], [], cv2.imdecode
+    for cls in (tifffile.TiffPage, tifffile.TiffFrame):
+        init = cls.__init__
+        monkeypatch.setattr(cls, "__init__", lambda self, *a, _init=init, **kw: parsed.append(1) or _init(self, *a, **kw))
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(1) or decode(*a))
+    for name in ("imreadmulti", "imcount"):  # they walk the list of pages from the first
+        monkeypatch.setattr(cv2, name, _never(f"cv2.{name}"))
+    pages = list(read_pages(tmp_path / "long.tif"))
+    assert [p.page for p in pages] == list(range(1, n + 1))
+    assert all((p.image == (p.page - 1) % 251).all() for p in pages)  # each page is its own
+    assert len(decoded) == n and len(parsed) <= 3 * n + 1, len(parsed)
+    parsed.clear(), decoded.clear()
+    scanned = list(formdigits.iter_scan([str(tmp_path / "long.tif")], readers="cut", workers=0))
+    assert len(scanned) == n and len(decoded) == n and len(parsed) <= 3 * n + 1, len(parsed)
+
+
 def _hostile_images():
     rng = np.random.default_rng(0)
     photo = cv2.resize(cv2.GaussianBlur(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8), (0, 0), 2), (500, 400))
@@ -268,7 +343,7 @@ def test_a_pdf_dpi_that_cannot_work_is_refused_before_any_page_is_read(dpi, monk
     import formdigits
     import formdigits.pipeline as pipeline
 
-    monkeypatch.setattr(pipeline, "count_pages", lambda *a: pytest.fail("read a file"))
+    monkeypatch.setattr(pipeline, "page_offsets", lambda *a: pytest.fail("read a file"))
     with pytest.raises(ValueError, match=r"pdf_dpi must be 'auto' or a number from 50 to 1200, got"):
         formdigits.scan(["any.pdf"], pdf_dpi=dpi)
     with pytest.raises(ValueError, match=r"pdf_dpi must be"):
