@@ -3,7 +3,8 @@
 Every reader yields :class:`Page` objects one at a time (a 500-page PDF is never
 held in memory at once). Images are normalised to 2-D ``uint8`` grayscale:
 16-bit is scaled down, alpha is composited over white paper, colour is turned
-into luminance. Problems raise :class:`PageError` naming the file.
+into luminance. Problems raise :class:`PageError` naming the file; a page whose
+decoder reported corrupt data is read, with ``damage`` saying so (see ``damage``).
 """
 
 import io
@@ -14,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .damage import corruption, decoder_messages, finite
 from .errors import FormdigitsError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pdf"}
@@ -32,6 +34,7 @@ class Page:
     file: str  # the path as the user gave it
     page: int  # 1-based
     dpi: float | None = None  # known for PDFs (rendered at that dpi); None for images
+    damage: str = ""  # why the decoder's output is not to be trusted (it reported corrupt data), '' if it is
 
 
 def to_gray(img):
@@ -124,8 +127,21 @@ def read_page(path, number, pdf_dpi="auto", offset=None):
     path = Path(path)
     check_pdf_dpi(pdf_dpi)
     kind = _kind(path)
-    if kind == "pdf":
-        return _read_pdf_page(path, number, pdf_dpi)
+    dpi = None
+    with decoder_messages() as said:
+        if kind == "pdf":
+            img, dpi = _read_pdf_page(path, number, pdf_dpi)
+        else:
+            img = _read_image(path, kind, number, offset)
+    try:
+        img, damage = finite(img)
+        return Page(to_gray(img), str(path), number, dpi, damage or corruption(said))
+    except ValueError as e:
+        raise PageError(f"{path}: page {number}: {e}") from None
+
+
+def _read_image(path, kind, number, offset):
+    """Decode a page of an image file (TIFF, PNG, JPEG, BMP) with OpenCV, after checking its size."""
     if kind == "tiff":
         offset, size, gray = _tiff_page(path, number, offset)
     else:
@@ -145,10 +161,7 @@ def read_page(path, number, pdf_dpi="auto", offset=None):
     if img is None:
         what = f"page {number} is not readable" if kind == "tiff" else "not a readable image"
         raise PageError(f"{path}: {what} (corrupt, truncated or unsupported format)")
-    try:
-        return Page(to_gray(img), str(path), number)
-    except ValueError as e:
-        raise PageError(f"{path}: page {number}: {e}") from None
+    return img
 
 
 def read_pages(path, pdf_dpi="auto"):
@@ -174,7 +187,8 @@ def _image_size(path):
         with Image.open(path) as im:
             return im.size, im.mode
     except Exception as e:  # Pillow parses hostile bytes: whatever it raises, the size is unknown
-        raise PageError(f"{path}: not a readable image (its size cannot be read from its header: {e})") from None
+        raise PageError(f"{path}: not a readable image (its size cannot be read from its header: "
+                        f"Pillow: {type(e).__name__}: {e})") from None  # fmt: skip
     finally:
         Image.MAX_IMAGE_PIXELS = limit
 
@@ -271,7 +285,7 @@ def _read_pdf_page(path, number, dpi):
             page.close()
         except pdfium.PdfiumError as e:
             raise PageError(f"{path}: page {number}: pdfium cannot read it: {e}") from None
-    return Page(to_gray(image), str(path), number, page_dpi)
+    return image, page_dpi
 
 
 def _scanned_jpeg(page, raw, dpi):

@@ -55,6 +55,7 @@ class _PageWork:
     names: list = None  # template field names, one per box
     rules: list = None  # template field rules, one per box
     turned: int = 0  # the page was turned this many degrees clockwise to read it
+    damage: str = ""  # the decoder reported corrupt data: every row goes to review (pages.Page.damage)
     task: object = None
     rows: list = field(default_factory=list)
 
@@ -127,7 +128,7 @@ def analyse_page(task):
                     work.slot_firsts.append(len(crops))
                 crops.extend(slot.crops)
         work.crops = crops
-        work.turned = layout.turned
+        work.turned, work.damage = layout.turned, page.damage
     except Exception as e:  # a page that breaks the analysis must not stop the batch
         work.boxes, work.fields, work.strips = [], [], []
         work.error = f"{file}: page {number}: analysis failed: {type(e).__name__}: {e}"

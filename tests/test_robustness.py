@@ -185,6 +185,78 @@ def test_a_multi_page_tiff_is_read_in_one_pass(tmp_path, monkeypatch):
     assert len(scanned) == n and len(decoded) == n and len(parsed) <= 3 * n + 1, len(parsed)
 
 
+def _form_page():
+    page = np.full((400, 600), 250, np.uint8)
+    cv2.rectangle(page, (100, 100), (400, 180), 0, 3)
+    cv2.putText(page, "4", (200, 165), cv2.FONT_HERSHEY_SIMPLEX, 2.0, 0, 5)
+    return page
+
+
+def _scan_rows(*paths):
+    import formdigits
+
+    return [(Path(r.file).name, r.page, r.value, r.status, r.error)
+            for r in formdigits.scan([str(p) for p in paths], readers="cut", workers=0)]  # fmt: skip
+
+
+def test_a_tiff_page_whose_data_is_corrupt_is_an_error_row(tmp_path):
+    """Issue 19, item 5: libtiff could not inflate page 2, OpenCV gave it back all black: no row, exit 0."""
+    import tifffile
+
+    f = tmp_path / "three.tif"
+    with tifffile.TiffWriter(f) as tif:
+        for _ in range(3):
+            tif.write(_form_page(), photometric="minisblack", compression="zlib")
+    data = bytearray(f.read_bytes())
+    with tifffile.TiffFile(f) as tif:
+        for offset, count in zip(tif.pages[1].dataoffsets, tif.pages[1].databytecounts):
+            data[offset : offset + count] = np.random.default_rng(0).integers(0, 256, count, np.uint8).tobytes()
+    f.write_bytes(bytes(data))
+    rows = _scan_rows(f)
+    assert [r[:4] for r in rows] == [("three.tif", 1, "4", "ok"), ("three.tif", 2, "", "error"),
+                                     ("three.tif", 3, "4", "ok")]  # fmt: skip
+    assert rows[1][4].startswith(f"{f}: page 2: damaged image data: TIFF_Error ZIPDecode: Decoding error"), rows[1]
+
+
+def test_a_jpeg_with_lost_data_sends_every_row_to_review(tmp_path, capfd):
+    """Issue 19, item 5: 2000 zero bytes in the middle of census.jpg lost two fields and read 9505 as 950, ok."""
+    data = bytearray((Path(__file__).resolve().parent.parent / "samples" / "census.jpg").read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 2000] = bytes(2000)
+    (tmp_path / "census.jpg").write_bytes(bytes(data))
+    rows = _scan_rows(tmp_path / "census.jpg")
+    assert len(rows) > 20 and {r[3] for r in rows} == {"review"}
+    assert all("damaged image data: Corrupt JPEG data: premature end of data segment" in r[4] for r in rows)
+    assert "Corrupt JPEG data" not in capfd.readouterr().err  # said in the rows, not on the terminal
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_float_pixels_that_are_not_numbers_send_the_rows_to_review(tmp_path, bad):
+    """Issue 19, item 5: one NaN or infinite pixel made the whole page blank, with no row and exit 0."""
+    import tifffile
+
+    page = _form_page().astype(np.float32) / 255
+    page[5:7, 5:7] = bad
+    tifffile.imwrite(tmp_path / "float.tif", page)
+    tifffile.imwrite(tmp_path / "all.tif", np.full((40, 60), bad, np.float32))
+    rows = _scan_rows(tmp_path / "float.tif", tmp_path / "all.tif")
+    assert rows[0] == ("float.tif", 1, "4", "review", "damaged image data: 4 pixels are not a number (NaN or infinite)")
+    assert rows[1][1:4] == (1, "", "error") and rows[1][4].endswith("all.tif: page 1: no pixel is a number (all NaN or infinite)")
+
+
+def test_only_decoder_messages_about_lost_data_count_as_damage():
+    from formdigits.damage import corruption, decoder_messages
+
+    assert corruption(["libpng warning: iCCP: known incorrect sRGB profile",
+                       "Corrupt JPEG data: 2 extraneous bytes before marker 0xd9",
+                       "Invalid SOS parameters for sequential JPEG"]) == ""  # fmt: skip
+    assert corruption(["Premature end of JPEG file"]) == "damaged image data: Premature end of JPEG file"
+    assert corruption(["[ERROR:0@0.020] global grfmt_tiff.cpp:117 TIFF_Error Fax4Decode: Bad code word at line 7"]) == (
+        "damaged image data: TIFF_Error Fax4Decode: Bad code word at line 7")
+    with decoder_messages() as said:
+        os.write(2, b"Corrupt JPEG data: bad Huffman code\n")
+    assert said == ["Corrupt JPEG data: bad Huffman code"]
+
+
 def _hostile_images():
     rng = np.random.default_rng(0)
     photo = cv2.resize(cv2.GaussianBlur(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8), (0, 0), 2), (500, 400))
