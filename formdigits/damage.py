@@ -35,12 +35,16 @@ def decoder_messages():
     reaching the terminal.
     """
     lines = []
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all (closed by a daemon): nothing to catch, nothing would be seen
+        yield lines
+        return
     logging = cv2.utils.logging
     level = logging.getLogLevel()
     logging.setLogLevel(logging.LOG_LEVEL_ERROR)
     if sys.stderr:
         sys.stderr.flush()
-    saved = os.dup(2)
     try:
         with tempfile.TemporaryFile() as sink:
             os.dup2(sink.fileno(), 2)

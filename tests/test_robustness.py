@@ -255,6 +255,9 @@ def test_only_decoder_messages_about_lost_data_count_as_damage():
     with decoder_messages() as said:
         os.write(2, b"Corrupt JPEG data: bad Huffman code\n")
     assert said == ["Corrupt JPEG data: bad Huffman code"]
+    code = "from formdigits.damage import decoder_messages\nwith decoder_messages() as said: pass\nprint(said)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, preexec_fn=lambda: os.close(2))
+    assert proc.returncode == 0 and proc.stdout == "[]\n"  # a process without stderr still reads its pages
 
 
 def _hostile_images():
