@@ -2,7 +2,8 @@
 that are no numbers.
 
 A decoder that meets corrupt data often still returns an image: libjpeg fills
-what it lost with grey and says only "Corrupt JPEG data: ..." on stderr;
+what it lost with grey and says only "Corrupt JPEG data: ..." on stderr,
+libpng gives black rows after a damaged stretch of its data with a warning,
 libtiff (through OpenCV) returns a black page for a strip it cannot inflate
 and logs the error. Such a page is read, but its rows go to ``review`` with the
 reason (see ``recognize.make_rows``), so no value read from it passes as ``ok``.
@@ -21,6 +22,8 @@ import numpy as np
 # end-of-image marker come after all the pixels were decoded, and are harmless
 _LIBJPEG = re.compile(r"^(Corrupt JPEG data|Premature end of JPEG file)")
 _HARMLESS = re.compile(r"extraneous bytes before marker 0xd9")
+# libpng's complaints about the pixel data (not about metadata chunks such as iCCP), except data to spare
+_LIBPNG = re.compile(r"^libpng (warning|error): IDAT: (?!Too much image data|Extra compressed data)")
 # an error in OpenCV's log (libtiff's errors arrive this way): "[ERROR:0@0.02] global grfmt_tiff.cpp:117 TIFF_Error ..."
 _OPENCV_ERROR = re.compile(r"^\[\s*ERROR:[^\]]*\]\s*(?:global\s+)?(?:\S+:\d+\s+)?(.*)")
 
@@ -66,7 +69,7 @@ def corruption(lines):
     for line in lines:
         if m := _OPENCV_ERROR.match(line):
             return f"damaged image data: {m.group(1).strip()}"
-        if _LIBJPEG.match(line) and not _HARMLESS.search(line):
+        if (_LIBJPEG.match(line) and not _HARMLESS.search(line)) or _LIBPNG.match(line):
             return f"damaged image data: {line.strip()}"
     return ""
 

@@ -243,10 +243,23 @@ def test_float_pixels_that_are_not_numbers_send_the_rows_to_review(tmp_path, bad
     assert rows[1][1:4] == (1, "", "error") and rows[1][4].endswith("all.tif: page 1: no pixel is a number (all NaN or infinite)")
 
 
+def test_a_png_whose_pixel_data_is_corrupt_is_marked_damaged(tmp_path):
+    """libpng inflates a damaged stretch of data to black rows and says so only in a warning."""
+    png = cv2.imencode(".png", _form_page(), [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes()
+    start = png.index(b"IDAT") + 4
+    size = struct.unpack(">I", png[start - 8 : start - 4])[0]
+    data = bytearray(png[start : start + size])
+    data[size // 2 : size // 2 + 50] = bytes(b ^ 0x5A for b in data[size // 2 : size // 2 + 50])
+    crc = struct.pack(">I", zlib.crc32(b"IDAT" + data))  # a right checksum: only the data inside is wrong
+    (tmp_path / "bad.png").write_bytes(png[:start] + data + crc + png[start + size + 4 :])
+    assert read_page(tmp_path / "bad.png", 1).damage == "damaged image data: libpng warning: IDAT: incorrect data check"
+
+
 def test_only_decoder_messages_about_lost_data_count_as_damage():
     from formdigits.damage import corruption, decoder_messages
 
     assert corruption(["libpng warning: iCCP: known incorrect sRGB profile",
+                       "libpng warning: IDAT: Too much image data",
                        "Corrupt JPEG data: 2 extraneous bytes before marker 0xd9",
                        "Invalid SOS parameters for sequential JPEG"]) == ""  # fmt: skip
     assert corruption(["Premature end of JPEG file"]) == "damaged image data: Premature end of JPEG file"
