@@ -129,10 +129,13 @@ def read_page(path, number, pdf_dpi="auto", offset=None):
     kind = _kind(path)
     dpi = None
     with decoder_messages() as said:
-        if kind == "pdf":
-            img, dpi = _read_pdf_page(path, number, pdf_dpi)
-        else:
-            img = _read_image(path, kind, number, offset)
+        try:
+            if kind == "pdf":
+                img, dpi = _read_pdf_page(path, number, pdf_dpi)
+            else:
+                img = _read_image(path, kind, number, offset)
+        except cv2.error as e:  # its pixel limit, a decoder's failure (PDF pages' JPEGs are decoded by OpenCV too)
+            raise PageError(f"{path}: page {number}: OpenCV cannot decode it: {e}") from None
     try:
         img, damage = finite(img)
         return Page(to_gray(img), str(path), number, dpi, damage or corruption(said))
@@ -151,13 +154,10 @@ def _read_image(path, kind, number, offset):
     # straight to gray where nothing is lost (8-bit colour or gray, no alpha): JPEG decoders skip the
     # colour planes (3x faster), PNG and TIFF save a conversion; anything else is decoded as it is
     flags = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_UNCHANGED
-    try:
-        if kind == "tiff":
-            img = _decode_tiff_page(path, offset, flags)
-        else:
-            img = cv2.imdecode(np.fromfile(path, np.uint8), flags)
-    except cv2.error as e:
-        raise PageError(f"{path}: page {number}: OpenCV cannot decode it: {e}") from None
+    if kind == "tiff":
+        img = _decode_tiff_page(path, offset, flags)
+    else:
+        img = cv2.imdecode(np.fromfile(path, np.uint8), flags)
     if img is None:
         what = f"page {number} is not readable" if kind == "tiff" else "not a readable image"
         raise PageError(f"{path}: {what} (corrupt, truncated or unsupported format)")

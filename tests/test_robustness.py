@@ -414,13 +414,17 @@ def test_template_of_a_pdf_page_that_fails_to_load_is_a_one_line_error(tmp_path)
     assert not (tmp_path / "t.json").exists()
 
 
-def test_any_library_failure_while_decoding_is_an_error_row_naming_it(monkeypatch):
+def test_any_library_failure_while_decoding_is_an_error_row_naming_it(tmp_path, monkeypatch):
     import formdigits.pipeline as pipeline
 
     def fail(*args):
         raise cv2.error("OpenCV(5.1.0) grfmt_tiff.cpp:42: error: (-2:Unspecified error) in function 'readData'")
 
-    monkeypatch.setattr(pipeline, "read_page", fail)
+    cv2.imwrite(str(tmp_path / "p.png"), np.full((40, 40), 255, np.uint8))
+    monkeypatch.setattr(cv2, "imdecode", fail)
+    with pytest.raises(PageError, match=r"p.png: page 1: OpenCV cannot decode it: OpenCV\(5.1.0\) grfmt_tiff"):
+        read_page(tmp_path / "p.png", 1)
+    monkeypatch.setattr(pipeline, "read_page", fail)  # a failure pages.py does not foresee
     work = pipeline.analyse_page(pipeline.PageTask("a.tif", 3, "auto", False))
     assert work.error == ("a.tif: page 3: decoding failed: error: OpenCV(5.1.0) grfmt_tiff.cpp:42: error: "
                           "(-2:Unspecified error) in function 'readData'")  # fmt: skip
