@@ -34,16 +34,17 @@ def library_errors(f):
 
 
 class PdfDpi(click.ParamType):
-    """``auto`` or a resolution from 50 to 1200 dpi."""
+    """``auto`` or a whole resolution in ``pages.PDF_DPI_RANGE`` (50 to 1200 dpi)."""
 
     name = "auto|DPI"
 
     def convert(self, value, param, ctx):
-        if value == "auto" or isinstance(value, int):
-            return value
-        if str(value).isdigit() and 50 <= int(value) <= 1200:
-            return int(value)
-        self.fail(f"{value!r} is not 'auto' or a number from 50 to 1200", param, ctx)
+        from .pages import PDF_DPI_RANGE, check_pdf_dpi
+
+        try:
+            return check_pdf_dpi(int(value) if str(value).isdigit() else value)
+        except ValueError:
+            self.fail(f"{value!r} is not 'auto' or a number from {PDF_DPI_RANGE[0]} to {PDF_DPI_RANGE[1]}", param, ctx)
 
 
 def _check_scan_options(output, min_confidence, page_timeout):

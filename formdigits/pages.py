@@ -3,23 +3,24 @@
 Every reader yields :class:`Page` objects one at a time (a 500-page PDF is never
 held in memory at once). Images are normalised to 2-D ``uint8`` grayscale:
 16-bit is scaled down, alpha is composited over white paper, colour is turned
-into luminance. Problems raise :class:`PageError` naming the file.
+into luminance. Problems raise :class:`PageError` naming the file; a page whose
+decoder reported corrupt data is read, with ``damage`` saying so (see ``damage``).
 """
 
 import io
-import os
-import tempfile
-from contextlib import contextmanager
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .damage import corruption, decoder_messages, finite
 from .errors import FormdigitsError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pdf"}
 DEFAULT_PDF_DPI = 300  # for PDF pages that hold no scanned image
+PDF_DPI_RANGE = (50, 1200)  # resolutions a PDF page may be rendered at
 MAX_PIXELS = 150_000_000  # refuse larger pages (decompression bombs) before decoding them
 
 
@@ -33,6 +34,7 @@ class Page:
     file: str  # the path as the user gave it
     page: int  # 1-based
     dpi: float | None = None  # known for PDFs (rendered at that dpi); None for images
+    damage: str = ""  # why the decoder's output is not to be trusted (it reported corrupt data), '' if it is
 
 
 def to_gray(img):
@@ -84,98 +86,159 @@ def _kind(path):
     raise PageError(f"{name}: not a supported image (PNG, JPEG, BMP, TIFF or PDF)")
 
 
-def count_pages(path):
-    """Number of pages in a file (1 for single images), without decoding any; PageError if unusable."""
+def check_pdf_dpi(dpi):
+    """``dpi`` if it is ``"auto"`` or a number in ``PDF_DPI_RANGE``; ValueError otherwise."""
+    low, high = PDF_DPI_RANGE
+    is_number = isinstance(dpi, (int, float, np.integer, np.floating)) and not isinstance(dpi, bool)
+    if dpi == "auto" or (is_number and low <= dpi <= high):  # (NaN fails every comparison)
+        return dpi
+    raise ValueError(f"pdf_dpi must be 'auto' or a number from {low} to {high}, got {dpi!r}")
+
+
+def page_offsets(path):
+    """One entry per page of a file, to hand to :func:`read_page`: a TIFF page's offset in the file
+    (all found in one pass over its list of pages, so that each page is then read straight from
+    there), None for a page of any other format. PageError if the file is unusable."""
     path = Path(path)
     kind = _kind(path)
     if kind == "pdf":
         with _open_pdf(path) as pdf:
-            return len(pdf)
+            return [None] * len(pdf)
     if kind == "tiff":
-        with _opencv_name(path) as name:
-            count = cv2.imcount(name)
-        if count <= 0:
-            raise PageError(f"{path}: not a readable TIFF")
-        return count
-    return 1
+        return _tiff_offsets(path)
+    return [None]
 
 
-def read_page(path, number, pdf_dpi="auto"):
+def count_pages(path):
+    """Number of pages in a file (1 for single images), without decoding any; PageError if unusable."""
+    return len(page_offsets(path))
+
+
+def read_page(path, number, pdf_dpi="auto", offset=None):
     """Page ``number`` (1-based) of a file as a :class:`Page`.
 
     PDF pages are rendered at ``pdf_dpi``; ``"auto"`` renders a scanned page at
     the resolution of the scan inside it (so its pixels are the scan's pixels),
-    and a page without one at 300 dpi. Images larger than ``MAX_PIXELS`` are
-    refused from their header, before any pixel is decoded.
+    and a page without one at 300 dpi. Images larger than ``MAX_PIXELS``, or
+    whose size cannot be read, are refused from their header, before any pixel
+    is decoded. ``offset``: the page's entry from :func:`page_offsets` (without
+    it, a TIFF's list of pages is walked to find the page).
     """
     path = Path(path)
+    check_pdf_dpi(pdf_dpi)
     kind = _kind(path)
-    if kind == "pdf":
-        return _read_pdf_page(path, number, pdf_dpi)
-    mode = _check_size(path, number - 1)
-    # straight to gray where nothing is lost (8-bit colour or gray, no alpha): JPEG decoders skip the
-    # colour planes (3x faster), PNG and TIFF save a conversion; anything else is decoded as it is
-    flags = cv2.IMREAD_GRAYSCALE if kind == "jpeg" or mode in ("RGB", "L", "1") else cv2.IMREAD_UNCHANGED
-    if kind == "tiff":
-        with _opencv_name(path) as name:
-            ok, imgs = cv2.imreadmulti(name, start=number - 1, count=1, flags=flags)
-        if not ok or not imgs:
-            raise PageError(f"{path}: page {number} is not readable")
-        img = imgs[0]
-    else:
-        img = cv2.imdecode(np.fromfile(path, np.uint8), flags)
-        if img is None:
-            raise PageError(f"{path}: not a readable image (corrupt, truncated or unsupported format)")
+    dpi = None
+    with decoder_messages() as said:
+        try:
+            if kind == "pdf":
+                img, dpi = _read_pdf_page(path, number, pdf_dpi)
+            else:
+                img = _read_image(path, kind, number, offset)
+        except cv2.error as e:  # its pixel limit, a decoder's failure (PDF pages' JPEGs are decoded by OpenCV too)
+            raise PageError(f"{path}: page {number}: OpenCV cannot decode it: {e}") from None
     try:
-        return Page(to_gray(img), str(path), number)
+        img, damage = finite(img)
+        return Page(to_gray(img), str(path), number, dpi, damage or corruption(said))
     except ValueError as e:
         raise PageError(f"{path}: page {number}: {e}") from None
 
 
-@contextmanager
-def _opencv_name(path):
-    """A name of ``path`` for OpenCV, which crashes on a name that is not UTF-8 (held as surrogate escapes):
-    such a file is reached through a symbolic link with a plain name."""
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:
-        pass
+def _read_image(path, kind, number, offset):
+    """Decode a page of an image file (TIFF, PNG, JPEG, BMP) with OpenCV, after checking its size."""
+    if kind == "tiff":
+        offset, size, gray = _tiff_page(path, number, offset)
     else:
-        yield str(path)
-        return
-    with tempfile.TemporaryDirectory(prefix="formdigits-") as folder:
-        link = os.path.join(folder, "page")
-        os.symlink(os.path.abspath(path), link)
-        yield link
+        size, mode = _image_size(path)
+        gray = kind == "jpeg" or mode in ("RGB", "L", "1")
+    _check_size(path, number, *size)
+    # straight to gray where nothing is lost (8-bit colour or gray, no alpha): JPEG decoders skip the
+    # colour planes (3x faster), PNG and TIFF save a conversion; anything else is decoded as it is
+    flags = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_UNCHANGED
+    if kind == "tiff":
+        img = _decode_tiff_page(path, offset, flags)
+    else:
+        img = cv2.imdecode(np.fromfile(path, np.uint8), flags)
+    if img is None:
+        what = f"page {number} is not readable" if kind == "tiff" else "not a readable image"
+        raise PageError(f"{path}: {what} (corrupt, truncated or unsupported format)")
+    return img
 
 
 def read_pages(path, pdf_dpi="auto"):
     """Yield the pages of one file, in order, one at a time."""
-    for number in range(1, count_pages(path) + 1):
-        yield read_page(path, number, pdf_dpi)
+    for number, offset in enumerate(page_offsets(path), 1):
+        yield read_page(path, number, pdf_dpi, offset)
 
 
-def _check_size(path, frame):
-    """Refuse an image whose header says it is over MAX_PIXELS (a decompression bomb).
+def _check_size(path, number, w, h):
+    """Refuse a page whose header says it is over MAX_PIXELS (a decompression bomb)."""
+    if w * h > MAX_PIXELS:
+        page = f"page {number}: " if number > 1 else ""
+        raise PageError(f"{path}: {page}{w} x {h} pixels ({w * h / 1e6:.0f} Mpixel) is over the "
+                        f"{MAX_PIXELS / 1e6:.0f} Mpixel limit for one page")  # fmt: skip
 
-    Returns the image's Pillow mode ("RGB", "L", "RGBA", "I;16", ...), None if the header is not Pillow's to read.
-    """
+
+def _image_size(path):
+    """A single image's ``(width, height)`` and Pillow mode ("RGB", "L", "RGBA", "I;16", ...) from its header."""
     from PIL import Image
 
-    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # we judge the size ourselves, below
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # we judge the size ourselves
     try:
         with Image.open(path) as im:
-            if frame:
-                im.seek(frame)
-            (w, h), mode = im.size, im.mode
-    except Exception:  # a header Pillow cannot parse: OpenCV will judge the file
-        return None
+            return im.size, im.mode
+    except Exception as e:  # Pillow parses hostile bytes: whatever it raises, the size is unknown
+        raise PageError(f"{path}: not a readable image (its size cannot be read from its header: "
+                        f"Pillow: {type(e).__name__}: {e})") from None  # fmt: skip
     finally:
         Image.MAX_IMAGE_PIXELS = limit
-    if w * h > MAX_PIXELS:
-        raise PageError(f"{path}: {w} x {h} pixels ({w * h / 1e6:.0f} Mpixel) is over the "
-                        f"{MAX_PIXELS / 1e6:.0f} Mpixel limit for one page")  # fmt: skip
-    return mode
+
+
+def _tiff_offsets(path):
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            tif.pages.useframes, tif.pages.cache = True, False  # light frames: only their offsets are wanted
+            offsets = [p.offset for p in tif.pages]
+    except Exception as e:  # tifffile parses hostile bytes: whatever it raises, the file is not a usable TIFF
+        raise PageError(f"{path}: not a readable TIFF (tifffile: {type(e).__name__}: {e})") from None
+    if not offsets:
+        raise PageError(f"{path}: not a readable TIFF (no pages)")
+    return offsets
+
+
+def _tiff_page(path, number, offset):
+    """A TIFF page's ``offset``, ``(width, height)``, and whether it may be decoded straight to gray, from its
+    directory (IFD): read at ``offset``, or found by walking the file's list of pages when that is None."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if offset is None:
+                pages = len(tif.pages)
+                ifd = tif.pages[number - 1] if number <= pages else None
+            else:
+                tif.filehandle.seek(offset)
+                ifd = tifffile.TiffPage(tif, index=number - 1)
+    except Exception as e:  # tifffile parses hostile bytes: whatever it raises, the page cannot be read
+        raise PageError(f"{path}: page {number} is not readable (tifffile: {type(e).__name__}: {e})") from None
+    if ifd is None:
+        raise PageError(f"{path}: has no page {number} ({pages} pages)")
+    gray = (ifd.bitspersample in (1, 8) and ifd.sampleformat == 1 and not ifd.extrasamples
+            and ifd.photometric in (0, 1, 2, 6))  # fmt: skip  # min-is-white or -black, RGB, YCbCr
+    return ifd.offset, (ifd.imagewidth, ifd.imagelength), gray
+
+
+def _decode_tiff_page(path, offset, flags):
+    """Decode the TIFF page whose directory is at ``offset`` with OpenCV, without walking the pages before it.
+
+    OpenCV (libtiff) decodes a file's first page: it is given the file mapped
+    copy-on-write (nothing is read until used, nothing is written back) with
+    the header's offset of the first page pointed at this page.
+    """
+    data = np.memmap(path, np.uint8, mode="c")
+    data[4:8] = np.frombuffer(struct.pack("<I" if data[0] == ord("I") else ">I", offset), np.uint8)
+    return cv2.imdecode(data, flags)
 
 
 def _native_dpi(page, raw):
@@ -200,25 +263,29 @@ def _open_pdf(path):
 
 
 def _read_pdf_page(path, number, dpi):
+    import pypdfium2 as pdfium
     import pypdfium2.raw as raw
 
     with _open_pdf(path) as pdf:
         if not 1 <= number <= len(pdf):
             raise PageError(f"{path}: has no page {number} ({len(pdf)} pages)")
-        page = pdf[number - 1]
-        w, h = page.get_size()
-        page_dpi = (_native_dpi(page, raw) or DEFAULT_PDF_DPI) if dpi == "auto" else float(dpi)
-        pixels = w * h * (page_dpi / 72) ** 2
-        if pixels > MAX_PIXELS:
-            raise PageError(f"{path}: page {number} would be {pixels / 1e6:.0f} Mpixel at {page_dpi:.0f} dpi, "
-                            f"over the {MAX_PIXELS / 1e6:.0f} Mpixel limit for one page")  # fmt: skip
-        image = _scanned_jpeg(page, raw, page_dpi) if dpi == "auto" else None
-        if image is None:
-            bitmap = page.render(scale=page_dpi / 72, grayscale=True)
-            image = np.array(bitmap.to_numpy())
-            bitmap.close()
-        page.close()
-    return Page(to_gray(image), str(path), number, page_dpi)
+        try:  # a page pdfium cannot load or render (a broken page tree, a damaged content stream)
+            page = pdf[number - 1]
+            w, h = page.get_size()
+            page_dpi = (_native_dpi(page, raw) or DEFAULT_PDF_DPI) if dpi == "auto" else float(dpi)
+            pixels = w * h * (page_dpi / 72) ** 2
+            if pixels > MAX_PIXELS:
+                raise PageError(f"{path}: page {number} would be {pixels / 1e6:.0f} Mpixel at {page_dpi:.0f} dpi, "
+                                f"over the {MAX_PIXELS / 1e6:.0f} Mpixel limit for one page")  # fmt: skip
+            image = _scanned_jpeg(page, raw, page_dpi) if dpi == "auto" else None
+            if image is None:
+                bitmap = page.render(scale=page_dpi / 72, grayscale=True)
+                image = np.array(bitmap.to_numpy())
+                bitmap.close()
+            page.close()
+        except pdfium.PdfiumError as e:
+            raise PageError(f"{path}: page {number}: pdfium cannot read it: {e}") from None
+    return image, page_dpi
 
 
 def _scanned_jpeg(page, raw, dpi):

@@ -27,7 +27,7 @@ import numpy as np
 from . import orient
 from .classifier import Classifier
 from .layout import analyze
-from .pages import IMAGE_SUFFIXES, PageError, count_pages, read_page
+from .pages import IMAGE_SUFFIXES, PageError, check_pdf_dpi, page_offsets, read_page
 from .parallel import DEFAULT_PAGE_TIMEOUT, WorkerFailure, ordered_map
 from .preprocess import preprocess_strip
 from .recognize import Inputs, read
@@ -57,6 +57,7 @@ class _PageWork:
     names: list = None  # template field names, one per box
     rules: list = None  # template field rules, one per box
     turned: int = 0  # the page was turned this many degrees clockwise to read it
+    damage: str = ""  # the decoder reported corrupt data: every row goes to review (pages.Page.damage)
     task: object = None
     rows: list = field(default_factory=list)
 
@@ -111,9 +112,7 @@ def check_options(workers=0, page_timeout=DEFAULT_PAGE_TIMEOUT, min_confidence=D
         raise ValueError(f"page_timeout must be a finite number of seconds > 0, got {page_timeout!r}")
     if isinstance(min_confidence, bool) or not isinstance(min_confidence, (int, float)) or not 0 <= min_confidence <= 1:
         raise ValueError(f"min_confidence must be a number from 0 to 1, got {min_confidence!r}")
-    if pdf_dpi != "auto" and (isinstance(pdf_dpi, bool) or not isinstance(pdf_dpi, (int, float))
-                              or not 50 <= pdf_dpi <= 1200):  # fmt: skip
-        raise ValueError(f"pdf_dpi must be 'auto' or a number from 50 to 1200, got {pdf_dpi!r}")
+    check_pdf_dpi(pdf_dpi)
     if readers not in ("both", "cut"):
         raise ValueError(f"readers must be both or cut, got {readers!r}")
 
@@ -129,6 +128,7 @@ class PageTask(NamedTuple):
     turn: int = 0  # degrees to turn the page clockwise before reading it
     templates: tuple = ()  # read exactly the fields of the best-matching one of these forms
     strip_params: object = None  # the sequence reader's StripParams (None: no second reader)
+    offset: object = None  # where the page is in its file (see pages.page_offsets)
 
 
 def analyse_page(task):
@@ -141,12 +141,15 @@ def analyse_page(task):
     if task.error:
         return work
     try:
-        page = read_page(file, number, task.pdf_dpi)
+        page = read_page(file, number, task.pdf_dpi, task.offset)
     except PageError as e:
         work.error = str(e)
         return work
     except OSError as e:
         work.error = f"{file}: {e.strerror or e}"
+        return work
+    except Exception as e:  # a decoder failing in a way pages.py does not foresee: named, and the batch goes on
+        work.error = f"{file}: page {number}: decoding failed: {type(e).__name__}: {e}"
         return work
     try:
         layout = analyze(page.image, task.turn)
@@ -165,7 +168,7 @@ def analyse_page(task):
                     work.slot_firsts.append(len(crops))
                 crops.extend(slot.crops)
         work.crops = crops
-        work.turned = layout.turned
+        work.turned, work.damage = layout.turned, page.damage
     except Exception as e:  # a page that breaks the analysis must not stop the batch
         work.boxes, work.fields, work.strips = [], [], []
         work.error = f"{file}: page {number}: analysis failed: {type(e).__name__}: {e}"
@@ -235,17 +238,16 @@ def plan_pages(paths, pdf_dpi="auto", keep_images=False, skip=None, templates=()
     skip = Counter(skip or ())
     for path in paths:
         try:
-            numbers = range(1, count_pages(path) + 1)
-            error = ""
+            offsets, error = page_offsets(path), ""
         except PageError as e:
-            numbers, error = [1], str(e)
+            offsets, error = [None], str(e)
         except OSError as e:
-            numbers, error = [1], f"{path}: {e.strerror or e}"
-        for number in numbers:
+            offsets, error = [None], f"{path}: {e.strerror or e}"
+        for number, offset in enumerate(offsets, 1):
             if skip.get((str(path), number), 0) > 0:
                 skip[(str(path), number)] -= 1  # done once already (a file may be listed twice)
                 continue
-            yield PageTask(str(path), number, pdf_dpi, keep_images, error, 0, tuple(templates), strip_params)
+            yield PageTask(str(path), number, pdf_dpi, keep_images, error, 0, tuple(templates), strip_params, offset)
 
 
 def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=DEFAULT_MIN_CONFIDENCE,

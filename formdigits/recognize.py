@@ -171,6 +171,9 @@ def make_rows(work, probs, paths, labels, min_confidence, shares=None, readings=
     whether the marks read as no digit are small beside the digits: separators, ticks)."""
     if work.error:
         return [Row(work.file, work.page, error=work.error, form=work.form)]
+    if work.damage and not work.boxes:  # nothing to send to review: the page is lost
+        return [Row(work.file, work.page, error=f"{work.file}: page {work.page}: {work.damage}, and no field "
+                                                f"was found in what could be decoded", form=work.form)]  # fmt: skip
     rows = []
     reject = reject_index(labels)
     shares = shares or [[1.0] * len(chosen) for chosen in paths]
@@ -200,7 +203,9 @@ def make_rows(work, probs, paths, labels, min_confidence, shares=None, readings=
             confidence = 0.0 if incomplete else math.prod(confs) if confs else 1.0
         if work.rules and inked:
             notes += broken_rules(value, work.rules[n - 1])
-        if not inked:
+        if work.damage:  # even an empty box: its ink may be what was lost
+            notes.append(work.damage)
+        if not inked and not work.damage:
             status = "empty"
         elif notes or confidence < min_confidence:
             status = "review"

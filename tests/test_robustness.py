@@ -114,6 +114,169 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
     assert MAX_PIXELS == 150_000_000  # the documented limit (README)
 
 
+def _never(name):
+    def refuse(*args, **kwargs):
+        pytest.fail(f"called {name}")
+
+    return refuse
+
+
+def test_a_tiff_whose_header_pillow_cannot_parse_is_held_to_the_pixel_limit(tmp_path, monkeypatch):
+    """Issue 19, item 3: Pillow cannot parse a float64 tiled TIFF, so no size was checked, and OpenCV
+    decoded its 225 Mpixel (3.6 GB in one worker). 1.9 MB on disk: one compressed tile of zeros, 900 times."""
+    import itertools
+
+    import tifffile
+
+    tile = zlib.compress(bytes(512 * 512 * 8), 9)
+    with tifffile.TiffWriter(tmp_path / "bomb.tif") as tif:
+        tif.write(itertools.repeat(tile, 30 * 30), shape=(15000, 15000), dtype=np.float64, tile=(512, 512),
+                  compression="zlib", photometric="minisblack")  # fmt: skip
+    for name in ("imdecode", "imread", "imreadmulti"):
+        monkeypatch.setattr(cv2, name, _never(f"cv2.{name} on a decompression bomb"))
+    with pytest.raises(PageError, match=r"bomb.tif: 15000 x 15000 pixels \(225 Mpixel\) is over the 150 Mpixel"):
+        read_page(tmp_path / "bomb.tif", 1)
+
+
+def test_an_image_whose_size_cannot_be_read_is_refused_before_decoding(tmp_path, monkeypatch):
+    f = tmp_path / "odd.bmp"
+    f.write_bytes(b"BM" + bytes(60))  # a BMP header Pillow cannot parse
+    monkeypatch.setattr(cv2, "imdecode", _never("cv2.imdecode on an image of unknown size"))
+    with pytest.raises(PageError, match="odd.bmp: not a readable image \\(its size cannot be read from its header"):
+        read_page(f, 1)
+
+
+def test_opencv_refuses_to_decode_over_the_pixel_limit_itself(tmp_path):
+    """The last line of defence, in case a file's header was misjudged: OpenCV's own limit, set when formdigits is
+    imported (before cv2 is: it is read once), and inherited by the worker processes."""
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_header_only(12300, 12300))  # 151 Mpixel
+    code = (f"import formdigits, cv2, numpy as np\n"
+            f"cv2.imdecode(np.fromfile({str(bomb)!r}, np.uint8), cv2.IMREAD_GRAYSCALE)")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 1 and "pixels <= CV_IO_MAX_IMAGE_PIXELS" in proc.stderr, proc.stderr
+    assert str(MAX_PIXELS) == "150000000"  # the value set in formdigits/__init__.py
+
+
+def test_a_multi_page_tiff_is_read_in_one_pass(tmp_path, monkeypatch):
+    """Issue 19, item 9: every page was found by walking the file's list of pages from the first (OpenCV's
+    imreadmulti(start=k)): quadratic, 1,000 pages took 15 s and 4,000 took 587 s. Now the list is walked
+    once and each page is read straight from its place: each page's directory is parsed a bounded number
+    of times and the decoder called once per page."""
+    import tifffile
+
+    import formdigits
+    from formdigits.pages import read_pages
+
+    n = 300
+    with tifffile.TiffWriter(tmp_path / "long.tif") as tif:
+        for i in range(n):
+            tif.write(np.full((8, 12), i % 251, np.uint8), photometric="minisblack", compression="zlib")
+    parsed, decoded, decode = [], [], cv2.imdecode
+    for cls in (tifffile.TiffPage, tifffile.TiffFrame):
+        init = cls.__init__
+        monkeypatch.setattr(cls, "__init__", lambda self, *a, _init=init, **kw: parsed.append(1) or _init(self, *a, **kw))
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(1) or decode(*a))
+    for name in ("imreadmulti", "imcount"):  # they walk the list of pages from the first
+        monkeypatch.setattr(cv2, name, _never(f"cv2.{name}"))
+    pages = list(read_pages(tmp_path / "long.tif"))
+    assert [p.page for p in pages] == list(range(1, n + 1))
+    assert all((p.image == (p.page - 1) % 251).all() for p in pages)  # each page is its own
+    assert len(decoded) == n and len(parsed) <= 3 * n + 1, len(parsed)
+    parsed.clear(), decoded.clear()
+    scanned = list(formdigits.iter_scan([str(tmp_path / "long.tif")], readers="cut", workers=0))
+    assert len(scanned) == n and len(decoded) == n and len(parsed) <= 3 * n + 1, len(parsed)
+
+
+def _form_page():
+    page = np.full((400, 600), 250, np.uint8)
+    cv2.rectangle(page, (100, 100), (400, 180), 0, 3)
+    cv2.putText(page, "4", (200, 165), cv2.FONT_HERSHEY_SIMPLEX, 2.0, 0, 5)
+    return page
+
+
+def _scan_rows(*paths):
+    import formdigits
+
+    return [(Path(r.file).name, r.page, r.value, r.status, r.error)
+            for r in formdigits.scan([str(p) for p in paths], readers="cut", workers=0)]  # fmt: skip
+
+
+def test_a_tiff_page_whose_data_is_corrupt_is_an_error_row(tmp_path):
+    """Issue 19, item 5: libtiff could not inflate page 2, OpenCV gave it back all black: no row, exit 0."""
+    import tifffile
+
+    f = tmp_path / "three.tif"
+    with tifffile.TiffWriter(f) as tif:
+        for _ in range(3):
+            tif.write(_form_page(), photometric="minisblack", compression="zlib")
+    data = bytearray(f.read_bytes())
+    with tifffile.TiffFile(f) as tif:
+        for offset, count in zip(tif.pages[1].dataoffsets, tif.pages[1].databytecounts):
+            data[offset : offset + count] = np.random.default_rng(0).integers(0, 256, count, np.uint8).tobytes()
+    f.write_bytes(bytes(data))
+    rows = _scan_rows(f)
+    assert [r[:4] for r in rows] == [("three.tif", 1, "4", "ok"), ("three.tif", 2, "", "error"),
+                                     ("three.tif", 3, "4", "ok")]  # fmt: skip
+    assert rows[1][4].startswith(f"{f}: page 2: damaged image data: TIFF_Error ZIPDecode: Decoding error"), rows[1]
+
+
+def test_a_jpeg_with_lost_data_sends_every_row_to_review(tmp_path, capfd):
+    """Issue 19, item 5: 2000 zero bytes in the middle of census.jpg lost two fields and read 9505 as 950, ok."""
+    data = bytearray((Path(__file__).resolve().parent.parent / "samples" / "census.jpg").read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 2000] = bytes(2000)
+    (tmp_path / "census.jpg").write_bytes(bytes(data))
+    rows = _scan_rows(tmp_path / "census.jpg")
+    assert len(rows) > 20 and {r[3] for r in rows} == {"review"}
+    assert all("damaged image data: Corrupt JPEG data: premature end of data segment" in r[4] for r in rows)
+    assert "Corrupt JPEG data" not in capfd.readouterr().err  # said in the rows, not on the terminal
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_float_pixels_that_are_not_numbers_send_the_rows_to_review(tmp_path, bad):
+    """Issue 19, item 5: one NaN or infinite pixel made the whole page blank, with no row and exit 0."""
+    import tifffile
+
+    page = _form_page().astype(np.float32) / 255
+    page[5:7, 5:7] = bad
+    tifffile.imwrite(tmp_path / "float.tif", page)
+    tifffile.imwrite(tmp_path / "all.tif", np.full((40, 60), bad, np.float32))
+    rows = _scan_rows(tmp_path / "float.tif", tmp_path / "all.tif")
+    assert rows[0] == ("float.tif", 1, "4", "review", "damaged image data: 4 pixels are not a number (NaN or infinite)")
+    assert rows[1][1:4] == (1, "", "error") and rows[1][4].endswith("all.tif: page 1: no pixel is a number (all NaN or infinite)")
+
+
+def test_a_png_whose_pixel_data_is_corrupt_is_marked_damaged(tmp_path):
+    """libpng inflates a damaged stretch of data to black rows and says so only in a warning."""
+    png = cv2.imencode(".png", _form_page(), [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes()
+    start = png.index(b"IDAT") + 4
+    size = struct.unpack(">I", png[start - 8 : start - 4])[0]
+    data = bytearray(png[start : start + size])
+    data[size // 2 : size // 2 + 50] = bytes(b ^ 0x5A for b in data[size // 2 : size // 2 + 50])
+    crc = struct.pack(">I", zlib.crc32(b"IDAT" + data))  # a right checksum: only the data inside is wrong
+    (tmp_path / "bad.png").write_bytes(png[:start] + data + crc + png[start + size + 4 :])
+    assert read_page(tmp_path / "bad.png", 1).damage == "damaged image data: libpng warning: IDAT: incorrect data check"
+
+
+def test_only_decoder_messages_about_lost_data_count_as_damage():
+    from formdigits.damage import corruption, decoder_messages
+
+    assert corruption(["libpng warning: iCCP: known incorrect sRGB profile",
+                       "libpng warning: IDAT: Too much image data",
+                       "Corrupt JPEG data: 2 extraneous bytes before marker 0xd9",
+                       "Invalid SOS parameters for sequential JPEG"]) == ""  # fmt: skip
+    assert corruption(["Premature end of JPEG file"]) == "damaged image data: Premature end of JPEG file"
+    assert corruption(["[ERROR:0@0.020] global grfmt_tiff.cpp:117 TIFF_Error Fax4Decode: Bad code word at line 7"]) == (
+        "damaged image data: TIFF_Error Fax4Decode: Bad code word at line 7")
+    with decoder_messages() as said:
+        os.write(2, b"Corrupt JPEG data: bad Huffman code\n")
+    assert said == ["Corrupt JPEG data: bad Huffman code"]
+    code = "from formdigits.damage import decoder_messages\nwith decoder_messages() as said: pass\nprint(said)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, preexec_fn=lambda: os.close(2))
+    assert proc.returncode == 0 and proc.stdout == "[]\n"  # a process without stderr still reads its pages
+
+
 def _hostile_images():
     rng = np.random.default_rng(0)
     photo = cv2.resize(cv2.GaussianBlur(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8), (0, 0), 2), (500, 400))
@@ -239,6 +402,82 @@ def test_damaged_pdf_is_an_error_row(tmp_path):
     (tmp_path / "damaged.pdf").write_bytes(data[:40])
     result = CliRunner().invoke(main, ["scan", str(tmp_path / "damaged.pdf"), "--workers", "0"])
     assert result.exit_code == 1 and "damaged.pdf: not a readable PDF" in result.stdout
+
+
+def _pdf(objects):
+    """A small PDF of these numbered objects (1 is the catalog), with a correct xref table."""
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+BROKEN_PAGE_PDF = _pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                        b"(not a page)"])  # fmt: skip
+
+
+def test_a_pdf_page_that_fails_to_load_is_an_error_row_and_the_batch_goes_on(bad_files):
+    """Issue 19, item 1: pdfium's 'Failed to load page' stopped the batch with a traceback."""
+    folder, good, _ = bad_files
+    broken = folder / "broken.pdf"
+    broken.write_bytes(BROKEN_PAGE_PDF)
+    assert count_pages(broken) == 1
+    out = folder / "out.csv"
+    result = CliRunner().invoke(main, ["scan", str(broken), str(good), "--workers", "0", "-o", str(out)])
+    assert result.exit_code == 1, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["file"], r["status"], r["error"]) for r in rows] == [
+        (str(broken), "error", f"{broken}: page 1: pdfium cannot read it: Failed to load page."),
+        (str(good), "ok", "")]  # fmt: skip
+
+
+def test_template_of_a_pdf_page_that_fails_to_load_is_a_one_line_error(tmp_path):
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(BROKEN_PAGE_PDF)
+    result = CliRunner().invoke(main, ["template", str(broken), "-o", str(tmp_path / "t.json")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip() == f"Error: {broken}: page 1: pdfium cannot read it: Failed to load page."
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_any_library_failure_while_decoding_is_an_error_row_naming_it(tmp_path, monkeypatch):
+    import formdigits.pipeline as pipeline
+
+    def fail(*args):
+        raise cv2.error("OpenCV(5.1.0) grfmt_tiff.cpp:42: error: (-2:Unspecified error) in function 'readData'")
+
+    cv2.imwrite(str(tmp_path / "p.png"), np.full((40, 40), 255, np.uint8))
+    monkeypatch.setattr(cv2, "imdecode", fail)
+    with pytest.raises(PageError, match=r"p.png: page 1: OpenCV cannot decode it: OpenCV\(5.1.0\) grfmt_tiff"):
+        read_page(tmp_path / "p.png", 1)
+    monkeypatch.setattr(pipeline, "read_page", fail)  # a failure pages.py does not foresee
+    work = pipeline.analyse_page(pipeline.PageTask("a.tif", 3, "auto", False))
+    assert work.error == ("a.tif: page 3: decoding failed: error: OpenCV(5.1.0) grfmt_tiff.cpp:42: error: "
+                          "(-2:Unspecified error) in function 'readData'")  # fmt: skip
+
+
+@pytest.mark.parametrize("dpi", [0, -300, float("nan"), float("inf"), "300", True])
+def test_a_pdf_dpi_that_cannot_work_is_refused_before_any_page_is_read(dpi, monkeypatch):
+    import formdigits
+    import formdigits.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "page_offsets", lambda *a: pytest.fail("read a file"))
+    with pytest.raises(ValueError, match=r"pdf_dpi must be 'auto' or a number from 50 to 1200, got"):
+        formdigits.scan(["any.pdf"], pdf_dpi=dpi)
+    with pytest.raises(ValueError, match=r"pdf_dpi must be"):
+        read_page("any.pdf", 1, pdf_dpi=dpi)
+
+
+@pytest.mark.parametrize("dpi", ["0", "-300", "nan", "1201", "72.5"])
+def test_a_pdf_dpi_that_cannot_work_is_a_usage_error(dpi, tmp_path):
+    for command in (["scan", str(tmp_path / "p.pdf")], ["template", __file__, "-o", str(tmp_path / "t.json")]):
+        result = CliRunner().invoke(main, [*command, "--pdf-dpi", dpi])
+        assert result.exit_code == 2 and "is not 'auto' or a number from 50 to 1200" in result.output, result.output
 
 
 def _pages_in(path):
@@ -446,7 +685,7 @@ def test_paths_from_stdin_are_expanded_like_arguments(tmp_path):
     assert got == [str(tmp_path / "dir" / "a.png"), str(tmp_path / "dir" / "sub" / "b.tif"), str(tmp_path / "one.png")]
 
 
-def _form_page(path, text="4"):
+def _write_form_page(path, text="4"):
     """A small page with one open box holding ``text``."""
     page = np.full((400, 600), 250, np.uint8)
     cv2.rectangle(page, (100, 100), (400, 180), 0, 3)
@@ -461,8 +700,8 @@ def test_names_that_are_not_utf8_do_not_stop_the_batch(tmp_path):
     folder = tmp_path / "d"
     folder.mkdir()
     bad = [os.fsdecode(os.fsencode(folder) + name) for name in (b"/bad\xff.png", b"/odd\xfe.tif")]
-    _form_page(bad[0])
-    _form_page(folder / "good.png")
+    _write_form_page(bad[0])
+    _write_form_page(folder / "good.png")
     cv2.imencode(".tif", cv2.imread(str(folder / "good.png"), cv2.IMREAD_GRAYSCALE))[1].tofile(bad[1])
     out = tmp_path / "out.csv"
     proc = subprocess.run([sys.executable, "-m", "formdigits", "scan", str(folder), "-o", str(out), "-j", "0",
@@ -483,7 +722,7 @@ def test_resume_exits_1_when_the_kept_pages_hold_an_error(tmp_path):
     """Issue 19 item 10: the kept part's error rows were not counted: '0 errors', exit 0."""
     from formdigits.output import Row, open_output
 
-    good, out = _form_page(tmp_path / "good.png"), tmp_path / "out.csv"
+    good, out = _write_form_page(tmp_path / "good.png"), tmp_path / "out.csv"
     missing = str(tmp_path / "missing.png")
     with pytest.raises(KeyboardInterrupt), open_output(out) as w:
         w.write(Row(missing, 1, error=f"{missing}: no such file"))
@@ -503,7 +742,7 @@ def test_a_second_run_on_the_same_output_stops_before_reading_a_page(tmp_path, m
     import formdigits.pipeline
     from formdigits.output import Row, open_output
 
-    good, out = _form_page(tmp_path / "good.png"), tmp_path / "out.csv"
+    good, out = _write_form_page(tmp_path / "good.png"), tmp_path / "out.csv"
     monkeypatch.setattr(formdigits.pipeline, "plan_pages", lambda *a, **k: pytest.fail("a page was read"))
     with open_output(out) as first:
         first.write(Row("a.png", 1, status="empty"))
@@ -522,7 +761,7 @@ def test_a_full_disk_keeps_the_partial_and_says_so(tmp_path, monkeypatch):
 
     from formdigits import output
 
-    pages = [str(_form_page(tmp_path / f"p{i}.png", str(i))) for i in range(3)]
+    pages = [str(_write_form_page(tmp_path / f"p{i}.png", str(i))) for i in range(3)]
     out, full = tmp_path / "out.csv", tmp_path / "full.csv"
     scan = ["scan", *pages, "-j", "0", "-q", "--readers", "cut"]
     assert CliRunner().invoke(main, [*scan, "-o", str(full)]).exit_code == 0
@@ -548,7 +787,7 @@ def test_a_full_disk_keeps_the_partial_and_says_so(tmp_path, monkeypatch):
 
 
 def test_a_damaged_partial_is_one_line_not_a_traceback(tmp_path):
-    good, out = _form_page(tmp_path / "good.png"), tmp_path / "out.jsonl"
+    good, out = _write_form_page(tmp_path / "good.png"), tmp_path / "out.jsonl"
     (tmp_path / "out.jsonl.partial").write_text('{"file": ["x"], "page": 1, "status": "ok", "error": ""}\n')
     result = CliRunner().invoke(main, ["scan", str(good), "-o", str(out), "--format", "jsonl", "--resume", "-j", "0"])
     assert result.exit_code == 1 and "Traceback" not in result.output

@@ -1,0 +1,89 @@
+"""Tell a damaged page from a good one: what the native decoders report while decoding, and pixels
+that are no numbers.
+
+A decoder that meets corrupt data often still returns an image: libjpeg fills
+what it lost with grey and says only "Corrupt JPEG data: ..." on stderr,
+libpng gives black rows after a damaged stretch of its data with a warning,
+libtiff (through OpenCV) returns a black page for a strip it cannot inflate
+and logs the error. Such a page is read, but its rows go to ``review`` with the
+reason (see ``recognize.make_rows``), so no value read from it passes as ``ok``.
+"""
+
+import os
+import re
+import sys
+import tempfile
+from contextlib import contextmanager
+
+import cv2
+import numpy as np
+
+# libjpeg's warnings about lost data (it prints only the first one of an image); bytes before the
+# end-of-image marker come after all the pixels were decoded, and are harmless
+_LIBJPEG = re.compile(r"^(Corrupt JPEG data|Premature end of JPEG file)")
+_HARMLESS = re.compile(r"extraneous bytes before marker 0xd9")
+# libpng's complaints about the pixel data (not about metadata chunks such as iCCP), except data to spare
+_LIBPNG = re.compile(r"^libpng (warning|error): IDAT: (?!Too much image data|Extra compressed data)")
+# an error in OpenCV's log (libtiff's errors arrive this way): "[ERROR:0@0.02] global grfmt_tiff.cpp:117 TIFF_Error ..."
+_OPENCV_ERROR = re.compile(r"^\[\s*ERROR:[^\]]*\]\s*(?:global\s+)?(?:\S+:\d+\s+)?(.*)")
+
+
+@contextmanager
+def decoder_messages():
+    """Collect what the native decoders say while the block runs: a list of lines, filled in at its end.
+
+    libjpeg prints its warnings straight to stderr, and libtiff's errors reach stderr
+    through OpenCV's log (set to show errors for the while): file descriptor 2 is
+    pointed at a temporary file meanwhile, so they are caught here instead of
+    reaching the terminal.
+    """
+    lines = []
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all (closed by a daemon): nothing to catch, nothing would be seen
+        yield lines
+        return
+    logging = cv2.utils.logging
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    if sys.stderr:
+        sys.stderr.flush()
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield lines
+            finally:
+                if sys.stderr:
+                    sys.stderr.flush()
+                os.dup2(saved, 2)
+                sink.seek(0)
+                lines.extend(sink.read().decode("utf-8", "replace").splitlines())
+    finally:
+        os.close(saved)
+        logging.setLogLevel(level)
+
+
+def corruption(lines):
+    """Why the decoders' ``lines`` say the data was damaged ('' when they do not)."""
+    for line in lines:
+        if m := _OPENCV_ERROR.match(line):
+            return f"damaged image data: {m.group(1).strip()}"
+        if (_LIBJPEG.match(line) and not _HARMLESS.search(line)) or _LIBPNG.match(line):
+            return f"damaged image data: {line.strip()}"
+    return ""
+
+
+def finite(img):
+    """``img`` with the pixels that are no numbers (NaN or infinite: damaged float data) set to the lightest
+    of the others (paper), and a note saying how many there were ('' when none); ValueError if all are."""
+    if img.dtype.kind != "f":
+        return img, ""
+    bad = ~np.isfinite(img)
+    count = int(bad.sum())
+    if count == 0:
+        return img, ""
+    if count == bad.size:
+        raise ValueError("no pixel is a number (all NaN or infinite)")
+    img = np.where(bad, img[~bad].max(), img)
+    return img, f"damaged image data: {count} pixel{'s are' if count > 1 else ' is'} not a number (NaN or infinite)"
