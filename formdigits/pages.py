@@ -198,8 +198,8 @@ def _tiff_offsets(path):
 
     try:
         with tifffile.TiffFile(path) as tif:
-            tif.pages.useframes, tif.pages.cache = True, False  # light frames: only their offsets are wanted
-            offsets = [p.offset for p in tif.pages]
+            tif.pages.cache = False  # each page's directory parsed once, none kept (pages may differ in kind:
+            offsets = [p.offset for p in tif.pages]  # tifffile's light frames refuse a bitonal page after a colour one)
     except Exception as e:  # tifffile parses hostile bytes: whatever it raises, the file is not a usable TIFF
         raise PageError(f"{path}: not a readable TIFF (tifffile: {type(e).__name__}: {e})") from None
     if not offsets:

@@ -189,6 +189,20 @@ def test_a_multi_page_tiff_is_read_in_one_pass(tmp_path, monkeypatch):
     assert len(scanned) == n and len(decoded) == n and len(parsed) <= 3 * n + 1, len(parsed)
 
 
+def test_a_multi_page_tiff_whose_pages_differ_in_kind_is_read_whole(tmp_path):
+    """A colour page, then a bitonal one (the synthesizer's varied sets make such files): tifffile's light
+    page frames refused the second ("incompatible keyframe") and the whole file became an error row."""
+    import tifffile
+
+    from formdigits.pages import read_pages
+
+    with tifffile.TiffWriter(tmp_path / "mixed.tif") as tif:
+        tif.write(np.full((30, 40, 3), 200, np.uint8), photometric="rgb", compression="zlib")
+        tif.write(np.ones((20, 24), bool), compression="zlib")
+    pages = list(read_pages(tmp_path / "mixed.tif"))
+    assert [p.image.shape for p in pages] == [(30, 40), (20, 24)]
+
+
 def _form_page():
     page = np.full((400, 600), 250, np.uint8)
     cv2.rectangle(page, (100, 100), (400, 180), 0, 3)
