@@ -287,7 +287,8 @@ def _read_pages(tasks, clf, strips, min_confidence, workers, page_timeout, on_pa
         probs = read(clf, x, pending, min_confidence, strips)
         samples = [None if work.task.turn else work.first_crop + np.array(work.slot_firsts[: orient.SAMPLE], int)
                    for work in pending]  # a page already turned round is not judged again
-        for work, verdict in zip(pending, orient.judge(clf, probs, x, samples)):
+        fields = [[s for s, _ in work.strips if s is not None] for work in pending]
+        for work, verdict in zip(pending, orient.judge(clf, probs, x, samples, strips, fields)):
             if verdict != orient.UPRIGHT:
                 # read it again here, turned round (rare, so not worth a worker's round trip)
                 turned = analyse_page(work.task._replace(turn=(work.turned + 180) % 360))

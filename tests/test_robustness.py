@@ -356,6 +356,30 @@ def test_marks_sample_turned_round_or_on_its_side_reads_as_upright(tmp_path):
     assert by_file["marks90.png"] == by_file["marks180.png"] == by_file["marks0.png"]
 
 
+def test_a_page_unsure_on_its_digits_is_judged_on_its_strips():
+    """Crowded fields: cut crops of digits run together read poorly either way up, the digit test is unsure
+    and the page was read twice in the main process; a string read whole turned round tells at once."""
+    from types import SimpleNamespace
+
+    from formdigits import orient
+
+    class Reader:  # reads a strip well when its mark is at the top left, as an upright string "is"
+        def read_inputs(self, strips):
+            return [SimpleNamespace(probability=0.9 - 0.01 * s[0, 1] if s[0, 0] else 0.01) for s in strips]
+
+    def strips(corner):
+        out = [np.zeros((4, 6), np.uint8) for _ in range(orient.MIN_SAMPLE)]
+        for k, s in enumerate(out):
+            s[corner], s[0, 1], s[-1, -2] = 1, k, k  # a little spread, either way up
+        return out
+
+    few = np.arange(3)  # too few digit samples: the digit test is unsure
+    upright, upside_down = strips((0, 0)), strips((-1, -1))
+    verdicts = orient.judge(None, None, None, [few, few, few], Reader(), [upright, upside_down, upright[:3]])
+    assert verdicts == [orient.UPRIGHT, orient.UPSIDE_DOWN, orient.UNSURE]  # too few strips: still unsure
+    assert orient.judge(None, None, None, [few], None, None) == [orient.UNSURE]  # no sequence reader
+
+
 def test_a_page_that_reads_as_well_upside_down_gives_no_accepted_field(tmp_path):
     page = np.full((500, 900), 250, np.uint8)
     for i, text in enumerate(["8008", "1001", "808", "6699"]):  # the same turned round, or nearly
