@@ -125,9 +125,9 @@ def run_scan(paths, output="-", fmt="csv", resume=False, names=None, quiet=False
                 writer.write_page(work.rows)
                 summary.counts.update(row.status for row in work.rows)
                 writer.flush()  # every finished page is on disk
-                if work.error:
-                    summary.failed.append(work.error)
-                elif debug_dir:
+                failed = [row.error for row in work.rows if row.status == "error"]  # a damaged page's too
+                summary.failed += failed
+                if debug_dir and not failed:
                     pictures.write(work.file, work.page, work.image, work.rows)
     except KeyboardInterrupt as e:
         summary.stopped = "terminated" if isinstance(e, Terminated) else "interrupted"

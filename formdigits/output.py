@@ -314,7 +314,8 @@ def _close(fh):
 
 @contextmanager
 def open_output(path, fmt="csv", resume=False, names=None):
-    """A RowWriter on stdout (``-``) or on ``path`` via ``path.partial``, renamed on success.
+    """A RowWriter on stdout (``-``) or on ``path`` via ``path.partial``, renamed on success (a device or
+    a pipe, such as ``/dev/null``, is written straight into).
 
     ``path.partial`` is locked while the run writes it: a second run on the same
     path is refused (DataError). With ``resume``, an existing ``path.partial`` is
@@ -331,6 +332,14 @@ def open_output(path, fmt="csv", resume=False, names=None):
         writer.flush()
         return
     path = Path(path)
+    if path.exists() and not path.is_file():  # a device or a pipe (/dev/null, a FIFO): written straight into,
+        if resume:  # never replaced by a renamed file
+            raise DataError(f"{path}: --resume needs a regular output file, not a device or a pipe")
+        with open(path, "wb", buffering=0) as fh:  # unbuffered: a failed write fails in the writer, named
+            writer = RowWriter(_Utf8Out(fh), fmt, names=names, where=path)
+            yield writer
+            writer.flush()
+        return
     partial = path.with_name(path.name + ".partial")
     columns = RowWriter(io.StringIO(), fmt, names=names).columns
     fh = _open_locked(partial)

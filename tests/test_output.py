@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import stat
 
 import pytest
 
@@ -174,3 +175,24 @@ def test_a_full_disk_is_one_error_naming_the_output():
         with pytest.raises(DataError, match=r"^out.csv.partial: cannot write: No space left on device; the pages "
                                             r"finished before are kept in it: run again with --resume"):  # fmt: skip
             RowWriter(_Utf8Out(fh), "csv", where="out.csv.partial").write(Row("a.png", 1, status="empty"))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_pipe_or_device_given_as_output_is_written_into_never_replaced(tmp_path):
+    """-o /dev/full wrote /dev/full.partial and renamed it over the device: a root user's /dev/null or
+    /dev/full became a plain file. A device or a pipe is written straight into."""
+    import threading
+
+    pipe = tmp_path / "rows"
+    os.mkfifo(pipe)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(pipe.read_bytes()))
+    reader.start()
+    with open_output(pipe) as w:
+        w.write(Row("a.png", 1, status="empty"))
+    reader.join(5)
+    assert got and got[0].startswith(b"file,page,field") and b"a.png,1,0" in got[0]
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode) and not (tmp_path / "rows.partial").exists()
+    with pytest.raises(DataError, match="--resume needs a regular output file"):
+        with open_output(pipe, resume=True):
+            pass

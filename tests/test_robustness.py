@@ -234,6 +234,8 @@ def test_a_tiff_page_whose_data_is_corrupt_is_an_error_row(tmp_path):
     assert [r[:4] for r in rows] == [("three.tif", 1, "4", "ok"), ("three.tif", 2, "", "error"),
                                      ("three.tif", 3, "4", "ok")]  # fmt: skip
     assert rows[1][4].startswith(f"{f}: page 2: damaged image data: TIFF_Error ZIPDecode: Decoding error"), rows[1]
+    result = CliRunner().invoke(main, ["scan", str(f), "-o", str(tmp_path / "out.csv")])
+    assert result.exit_code == 1 and "1 error" in result.stderr  # the lost page counts as an error
 
 
 def test_a_jpeg_with_lost_data_sends_every_row_to_review(tmp_path, capfd):
