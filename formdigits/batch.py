@@ -168,7 +168,7 @@ def load_readers(model=None, strip_model=None, readers="both", device="auto", pr
 
 
 def _renamed(work, rename):
-    """``work`` with its file named as the user knows it (``rename``: the temporary file of --stdin-image -> ``-``)."""
+    """``work`` with its file named as the user knows it (``rename``: the temporary file of --stdin-image -> ``<stdin>``)."""
     for old, new in rename.items():
         if work.file == old:
             work.error = work.error.replace(old, new)

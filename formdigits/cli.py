@@ -74,7 +74,7 @@ def main():
 @click.option("-0", "--null", is_flag=True, help="Paths listed by --files-from or - are separated by NUL bytes "
               "(find -print0), so names may hold newlines.")
 @click.option("--stdin-image", is_flag=True, help="- among PATHS is one image file's bytes on stdin (any supported "
-              "format, multi-page TIFF/PDF too); its rows' file is -.")
+              "format, multi-page TIFF/PDF too); its rows' file is <stdin>.")
 @click.option("--model", type=click.Path(dir_okay=False),
               help="Exported ONNX model [default: the shipped model, its int8 twin on the CPU].")
 @click.option("--readers", type=click.Choice(["both", "cut"]), default="both", show_default=True,

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 
 from .errors import UsageError
 
-STDIN_NAME = "-"  # the ``file`` of rows read from image bytes on stdin (--stdin-image)
+STDIN_NAME = "<stdin>"  # the ``file`` of rows read from image bytes on stdin (--stdin-image): not "-",
+# which spreadsheet-safe CSV cells would write as "'-"
 
 
 def split_names(data, null=False):

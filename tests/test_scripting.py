@@ -136,13 +136,13 @@ def test_stdin_image_one_page_and_a_multipage_tiff(tmp_path, monkeypatch):
     r = run("scan", "--stdin-image", "-", "-j", 0, "-q", "--readers", "cut", input=page.read_bytes())
     assert r.exit_code == 0, r.output
     by_path = rows_of(run("scan", page, "-j", 0, "-q", "--readers", "cut").stdout)
-    assert rows_of(r.stdout) == [dict(row, file="-") for row in by_path] and len(by_path) == 2
+    assert rows_of(r.stdout) == [dict(row, file="<stdin>") for row in by_path] and len(by_path) == 2
     tif = SAMPLES / "meters-fax.tif"
     r = run("scan", "--stdin-image", "-", "-j", 0, "-q", "--readers", "cut", input=tif.read_bytes())
-    assert {(row["file"], row["page"]) for row in rows_of(r.stdout)} == {("-", "1"), ("-", "2")}
+    assert {(row["file"], row["page"]) for row in rows_of(r.stdout)} == {("<stdin>", "1"), ("<stdin>", "2")}
     r = run("scan", "--stdin-image", "-", "-j", 0, "-q", input=b"no image")
-    assert r.exit_code == 1 and [(row["file"], row["status"]) for row in rows_of(r.stdout)] == [("-", "error")]
-    assert rows_of(r.stdout)[0]["error"].startswith("-: ") and "formdigits-stdin" not in r.output
+    assert r.exit_code == 1 and [(row["file"], row["status"]) for row in rows_of(r.stdout)] == [("<stdin>", "error")]
+    assert rows_of(r.stdout)[0]["error"].startswith("<stdin>: ") and "formdigits-stdin" not in r.output
     assert list((tmp_path / "tmp").iterdir()) == []  # the temporary file went with the run
     assert run("scan", "--stdin-image", page).exit_code == 2  # no - to read
     assert run("scan", "--stdin-image", "-", "--resume", "-o", tmp_path / "o.csv", input=b"").exit_code == 2
