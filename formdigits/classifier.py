@@ -8,12 +8,13 @@ ONNX Runtime is imported lazily; torch is never imported here.
 
 import json
 import os
+import re
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import ModelError, UsageError
 from .preprocess import JITTER, PreprocessParams, jitter, preprocess_batch
 
 DIGITS = tuple("0123456789")
@@ -44,17 +45,45 @@ def default_model_path(int8=False):
     return folder / "formdigits.onnx"
 
 
-def _providers(device):
+def check_device(device):
+    """``device`` as given if it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (a GPU by index); ValueError otherwise."""
+    if device in ("auto", "cpu", "cuda") or (isinstance(device, str) and re.fullmatch(r"cuda:\d{1,4}", device)):
+        return device
+    raise ValueError(f"device must be auto, cpu, cuda or cuda:N (a GPU by index), got {device!r}")
+
+
+def check_providers(names):
+    """The ONNX Runtime execution providers named (a list, or one string ``A,B``), in order, each one
+    available in the installed onnxruntime; UsageError naming the first that is not."""
     import onnxruntime as ort
 
+    names = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
+    available = ort.get_available_providers()
+    for name in names:
+        if name not in available:
+            raise UsageError(f"--providers: {name} is not available in this onnxruntime "
+                             f"(available: {', '.join(available)})")  # fmt: skip
+    return names
+
+
+def _providers(device, names=()):
+    """The providers to offer ONNX Runtime, in order: ``names`` (see :func:`check_providers`) then the CPU,
+    or as ``device`` asks (``cuda:N``: CUDA on GPU N, ONNX Runtime's ``device_id``)."""
+    import onnxruntime as ort
+
+    if names:
+        return list(dict.fromkeys([*check_providers(names), "CPUExecutionProvider"]))
     available = ort.get_available_providers()
     if device == "cpu":
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device == "cuda":
+        cuda = "CUDAExecutionProvider"
+        if device.startswith("cuda:"):
+            cuda = (cuda, {"device_id": int(device[5:])})
+        return [cuda, "CPUExecutionProvider"]
+    if device != "auto":
         raise ModelError(
-            "--device cuda: ONNX Runtime has no CUDA provider here (available: "
+            f"--device {device}: ONNX Runtime has no CUDA provider here (available: "
             f"{', '.join(available)}); install onnxruntime-gpu instead of onnxruntime"
         )
     return ["CPUExecutionProvider"]
@@ -64,19 +93,20 @@ class Classifier:
     """Load an exported formdigits ONNX model and classify digit crops in batches.
 
     ``device`` is ``auto`` (CUDA when onnxruntime-gpu and a GPU are present),
-    ``cuda`` or ``cpu``. Without ``model_path``, the shipped model: its int8
+    ``cuda``, ``cuda:N`` (GPU N) or ``cpu``. ``providers``: ONNX Runtime execution providers to
+    use instead, in order (the CPU's last), e.g. ``["OpenVINOExecutionProvider"]``.
+    Without ``model_path``, the shipped model: its int8
     twin on the CPU, the float model on CUDA. ``threads`` sets ONNX Runtime's intra-op threads
     (default: all cores).
     """
 
-    def __init__(self, model_path=None, device="auto", threads=None, batch_size=256):
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    def __init__(self, model_path=None, device="auto", threads=None, batch_size=256, providers=()):
+        check_device(device)
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         import onnxruntime as ort
 
-        providers = _providers(device)
+        providers = _providers(device, providers) if providers else _providers(device)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -85,8 +115,8 @@ class Classifier:
         options.log_severity_level = 3
         # the shipped model: int8 on a CPU (faster, same accuracy), float on a GPU
         self._open(model_path, options, providers, int8=providers[0] == "CPUExecutionProvider")
-        if device == "cuda" and self.provider != "CUDAExecutionProvider":
-            raise ModelError(f"--device cuda: ONNX Runtime could not start CUDA for {self.path}")
+        if device.startswith("cuda") and self.provider != "CUDAExecutionProvider":
+            raise ModelError(f"--device {device}: ONNX Runtime could not start CUDA for {self.path}")
         if model_path is None and self.provider == "CPUExecutionProvider" and providers[0] != self.provider:
             # CUDA was offered but ONNX Runtime fell back to the CPU (onnxruntime-gpu, no working GPU): the CPU's model
             self._open(None, options, ["CPUExecutionProvider"], int8=True)

@@ -6,13 +6,13 @@ messages with exit code 1; usage errors (:class:`formdigits.errors.UsageError` t
 
 import functools
 import json
-import math
 import sys
-from pathlib import Path
+from contextlib import ExitStack
 
 import click
 
 from . import __version__
+from .cliparams import Device, PdfDpi, check_scan_options, write_summary
 from .errors import FormdigitsError, UsageError
 from .parallel import DEFAULT_PAGE_TIMEOUT
 from .synth import FAMILIES
@@ -31,34 +31,6 @@ def library_errors(f):
             raise click.ClickException(str(e)) from None
 
     return wrapper
-
-
-class PdfDpi(click.ParamType):
-    """``auto`` or a whole resolution in ``pages.PDF_DPI_RANGE`` (50 to 1200 dpi)."""
-
-    name = "auto|DPI"
-
-    def convert(self, value, param, ctx):
-        from .pages import PDF_DPI_RANGE, check_pdf_dpi
-
-        try:
-            return check_pdf_dpi(int(value) if str(value).isdigit() else value)
-        except ValueError:
-            self.fail(f"{value!r} is not 'auto' or a number from {PDF_DPI_RANGE[0]} to {PDF_DPI_RANGE[1]}", param, ctx)
-
-
-def _check_scan_options(output, min_confidence, page_timeout):
-    """Usage errors that would otherwise show only after the pages were read (or as a traceback)."""
-    if math.isnan(min_confidence):
-        raise click.BadParameter("must be a number from 0 to 1, not nan", param_hint="--min-confidence")
-    if not math.isfinite(page_timeout):
-        raise click.BadParameter(f"must be a finite number of seconds, not {page_timeout}", param_hint="--page-timeout")
-    if output != "-":
-        out = Path(output)
-        if out.is_dir():
-            raise click.BadParameter(f"{output} is a folder: give the file to write", param_hint="-o")
-        if not out.parent.is_dir():
-            raise click.BadParameter(f"the folder {out.parent} does not exist", param_hint="-o")
 
 
 def _need_torch(command):
@@ -88,7 +60,7 @@ def main():
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1)
 @click.option("-o", "--output", default="-", show_default=True, help="CSV/JSONL file to write, or - for stdout. "
               "A file is written as OUTPUT.partial and renamed when the run completes.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "wide"]), default="csv", show_default=True,
@@ -98,6 +70,11 @@ def main():
               help="Read exactly the fields of this form template (from `formdigits template`), named and checked "
                    "against its rules. Repeat for several forms: each page gets the one it matches best.")
 @click.option("-r", "--recursive", is_flag=True, help="Scan folders given as PATHS recursively.")
+@click.option("--files-from", metavar="FILE", help="Also scan the paths listed in FILE (- for stdin), one per line.")
+@click.option("-0", "--null", is_flag=True, help="Paths listed by --files-from or - are separated by NUL bytes "
+              "(find -print0), so names may hold newlines.")
+@click.option("--stdin-image", is_flag=True, help="- among PATHS is one image file's bytes on stdin (any supported "
+              "format, multi-page TIFF/PDF too); its rows' file is <stdin>.")
 @click.option("--model", type=click.Path(dir_okay=False),
               help="Exported ONNX model [default: the shipped model, its int8 twin on the CPU].")
 @click.option("--readers", type=click.Choice(["both", "cut"]), default="both", show_default=True,
@@ -106,8 +83,10 @@ def main():
                    "alone (faster, less sure).")
 @click.option("--strip-model", type=click.Path(dir_okay=False),
               help="Exported sequence reader (ONNX) [default: the shipped one].")
-@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
-              help="auto: CUDA when onnxruntime-gpu and a GPU are present, else CPU.")
+@click.option("--device", type=Device(), default="auto", show_default=True,
+              help="auto: CUDA when onnxruntime-gpu and a GPU are present, else CPU; cuda:N: GPU number N.")
+@click.option("--providers", metavar="NAME[,NAME]", help="ONNX Runtime execution providers to use, in order, "
+              "instead of --device (e.g. OpenVINOExecutionProvider); the CPU's is added last.")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1), help="Digits per inference batch.")
 @click.option("--min-confidence", default=0.9, show_default=True, type=click.FloatRange(0, 1),
               help="Fields whose confidence is lower get status 'review'. With both readers: how sure a reading "
@@ -116,7 +95,7 @@ def main():
 @click.option("--pdf-dpi", default="auto", show_default=True, type=PdfDpi(),
               help="Resolution at which PDF pages are rendered; auto: the resolution of the scan inside each page "
                    "(300 for pages without one).")
-@click.option("-j", "--workers", type=click.IntRange(0), default=None,
+@click.option("-j", "--jobs", "--workers", "jobs", type=click.IntRange(0), default=None,
               help="Processes that read and analyse pages; 0: all in this process [default: one per CPU core].")
 @click.option("--page-timeout", type=click.FloatRange(min=1), default=DEFAULT_PAGE_TIMEOUT, show_default=True,
               help="Seconds one page may take (with workers) before it is given up as an error row.")
@@ -124,15 +103,22 @@ def main():
               help="Write a picture per page with every field outlined, labelled and coloured by status.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run: keep the pages already in "
               "OUTPUT.partial and read only the rest.")
+@click.option("--summary-json", metavar="FILE", help="Write the run's summary as one JSON object to FILE (- for "
+              "stdout, with -o FILE), also when pages failed or the run was interrupted.")
+@click.option("--list-review", is_flag=True, help="At the end, list the fields sent to review on stderr "
+              "(the first 50).")
+@click.option("-v", "--verbose", count=True, help="Log each page on stderr; -vv: and the decisions on it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, device line or summary.")
 @library_errors
-def scan(paths, output, fmt, templates, recursive, model, readers, strip_model, device, batch_size, min_confidence,
-         pdf_dpi, workers, page_timeout, debug_dir, resume, quiet):  # fmt: skip
+def scan(paths, output, fmt, templates, recursive, files_from, null, stdin_image, model, readers, strip_model, device,
+         providers, batch_size, min_confidence, pdf_dpi, jobs, page_timeout, debug_dir, resume, summary_json,
+         list_review, verbose, quiet):  # fmt: skip
     """Read the handwritten digits in the boxes of scanned forms into CSV.
 
     PATHS are image files (PNG, JPEG, BMP, TIFF incl. multi-page, PDF),
     folders (their image files; -r for subfolders), or - to read paths from
-    stdin, one per line (files or folders, taken literally: no globbing).
+    stdin, one per line (files or folders, taken literally: no globbing;
+    -0: NUL-separated), or with --stdin-image an image's bytes.
 
     \b
     One row per field, in reading order:
@@ -148,46 +134,45 @@ def scan(paths, output, fmt, templates, recursive, model, readers, strip_model, 
     \b
     Examples:
       formdigits scan forms/*.png -o out.csv
-      find scans -name '*.tif' | formdigits scan - -o out.csv
+      find scans -name '*.tif' -print0 | formdigits scan -0 - -o out.csv
       formdigits scan - -o out.csv --resume < list.txt   # after a crash or Ctrl-C
       formdigits scan scans/ -t census.json --format wide -o forms.csv
+      curl -s URL/page.png | formdigits scan --stdin-image - --summary-json run.json
     """
-    from .batch import run_scan
-    from .classifier import Classifier
-    from .parallel import available_cores
-    from .pipeline import expand_paths, quiet_opencv, reuse_memory
-    from .sequence import StripReader
+    from .batch import load_readers, log_to_stderr, run_scan
+    from .inputs import gather, stdin_image as reading_stdin
+    from .pipeline import expand_paths
     from .template import TemplateError, load as load_template
 
-    _check_scan_options(output, min_confidence, page_timeout)
+    check_scan_options(output, min_confidence, page_timeout, summary_json)
     if fmt == "wide" and not templates:
         raise click.UsageError("--format wide needs --template: the columns are the template's field names")
+    if not paths and not files_from:
+        raise click.UsageError("give PATHS to scan, or --files-from FILE")
+    if stdin_image and (files_from == "-" or resume):
+        raise click.UsageError("--stdin-image reads stdin once: not with --files-from - or --resume")
     try:
         forms = [load_template(t) for t in templates]
     except TemplateError as e:
         raise click.BadParameter(str(e), param_hint="--template") from None
-    files = expand_paths(paths, recursive)
-    if not files:
-        raise click.UsageError("no image files found in the given PATHS")
-    names = list(dict.fromkeys(f.name for form in forms for f in form.fields)) or None
-    quiet_opencv()
-    reuse_memory()  # this process is ours: with --workers 0 it reads the pages itself
-    if workers is None:
-        workers = available_cores()
-    # the workers keep the cores busy with pages; inference here gets what is left, at least one thread
-    threads = max(1, available_cores() - workers)
-    clf = Classifier(model, device=device, batch_size=batch_size, threads=threads)
-    strips = StripReader(strip_model, device=device, threads=threads) if readers == "both" else None
-    if not quiet:
-        also = f" and {strips.path.name}" if strips else ""
-        click.echo(f"formdigits: {clf.path.name}{also} on ONNX Runtime {clf.device.upper()} ({clf.provider}), "
-                   f"{workers or 'no'} worker processes", err=True)  # fmt: skip
-    summary = run_scan(files, output, fmt, resume, names, quiet=quiet, say=lambda text: click.echo(text, err=True),
-                       debug_dir=debug_dir, classifier=clf, min_confidence=min_confidence, pdf_dpi=pdf_dpi,
-                       workers=workers, page_timeout=page_timeout, templates=forms, readers=readers,
-                       strip_reader=strips)  # fmt: skip
-    for line in summary.lines(quiet):
-        click.echo(line, err=True)
+    with ExitStack() as stack:
+        paths, rename = stack.enter_context(reading_stdin(list(paths))) if stdin_image else (list(paths), {})
+        files = expand_paths(gather(paths, files_from, null), recursive)
+        if not files:
+            raise click.UsageError("no image files found in the given PATHS")
+        names = list(dict.fromkeys(f.name for form in forms for f in form.fields)) or None
+        clf, strips, jobs, line = load_readers(model, strip_model, readers, device, providers, batch_size, jobs)
+        if not quiet:
+            click.echo(line, err=True)
+        stack.enter_context(log_to_stderr(verbose))
+        summary = run_scan(files, output, fmt, resume, names, quiet=quiet, say=lambda text: click.echo(text, err=True),
+                           debug_dir=debug_dir, rename=rename, classifier=clf, min_confidence=min_confidence,
+                           pdf_dpi=pdf_dpi, workers=jobs, page_timeout=page_timeout, templates=forms,
+                           readers=readers, strip_reader=strips)  # fmt: skip
+    for text in summary.lines(quiet) + (summary.review_lines() if list_review else []):
+        click.echo(text, err=True)
+    if summary_json:
+        write_summary(summary, summary_json)
     if summary.exit_code:
         sys.exit(summary.exit_code)
 

@@ -14,10 +14,13 @@ compared (``pick``): the way up with clearly more fields accepted wins, and
 where neither does, no field of the page is accepted (``ORIENTATION_NOTE``).
 """
 
+import logging
+
 import numpy as np
 
 from .classifier import REJECT
 
+log = logging.getLogger(__name__)
 SAMPLE = 128  # at most this many crops of a page (each slot's first) are read again, turned 180 degrees
 FIRST = 32  # the first this many are read first: most pages are plainly upright on them
 MIN_SAMPLE = 8  # fewer crops than this: the test is unsure
@@ -74,6 +77,7 @@ def _verdict(gain):
     """From the gains of a page's samples when turned round: their mean, in standard errors."""
     se = gain.std(ddof=1) / np.sqrt(len(gain))
     z = gain.mean() / se if se > 0 else np.sign(gain.mean()) * np.inf
+    log.debug("orientation test: %d samples, mean gain turned round %+.2f standard errors", len(gain), z)
     return UPSIDE_DOWN if z > SURE_Z else UPRIGHT if z < -SURE_Z else UNSURE
 
 

@@ -12,6 +12,7 @@ How crops become readings, and what a field's confidence means: see ``recognize`
 
 import ctypes
 import ctypes.util
+import logging
 import math
 import multiprocessing
 import os
@@ -35,7 +36,9 @@ from .segment import cut_field, ink_image, line_ink
 from .sequence import StripReader
 from .template import MIN_QUALITY, field_boxes, register
 
+log = logging.getLogger(__name__)
 DEFAULT_MIN_CONFIDENCE = 0.9
+VERDICTS = {orient.UPRIGHT: "upright", orient.UNSURE: "unsure", orient.UPSIDE_DOWN: "upside down"}
 SMALL_NOTE = "a box far smaller than the form's fields holds ink: check it"
 
 
@@ -289,6 +292,8 @@ def _read_pages(tasks, clf, strips, min_confidence, workers, page_timeout, on_pa
                    for work in pending]  # a page already turned round is not judged again
         fields = [[s for s, _ in work.strips if s is not None] for work in pending]
         for work, verdict in zip(pending, orient.judge(clf, probs, x, samples, strips, fields)):
+            log.debug("%s: page %d: orientation %s%s", work.file, work.page, VERDICTS[verdict],
+                      "" if verdict == orient.UPRIGHT else ": read again turned round")  # fmt: skip
             if verdict != orient.UPRIGHT:
                 # read it again here, turned round (rare, so not worth a worker's round trip)
                 turned = analyse_page(work.task._replace(turn=(work.turned + 180) % 360))
@@ -298,6 +303,7 @@ def _read_pages(tasks, clf, strips, min_confidence, workers, page_timeout, on_pa
                 elif not turned.error:
                     work.rows = orient.pick(work.rows, turned.rows)
             work.crops = None
+            _log_page(work)
             yield work
         pending.clear()
         x = Inputs(clf.params)
@@ -318,6 +324,21 @@ def _read_pages(tasks, clf, strips, min_confidence, workers, page_timeout, on_pa
         yield from flush()
     finally:
         analysed.close()  # stopped early (Ctrl-C, an error, the caller): the workers go now
+
+
+def _log_page(work):
+    """INFO: the page and its fields by status (or its error); DEBUG: each field sent to review, and why."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    if work.error:
+        log.info("%s: page %d: error: %s", work.file, work.page, work.error)
+        return
+    counts = Counter(r.status for r in work.rows)
+    log.info("%s: page %d: %d fields (%d ok, %d review, %d empty)%s", work.file, work.page, len(work.rows),
+             counts["ok"], counts["review"], counts["empty"], f", turned {work.turned} degrees" if work.turned else "")
+    for r in work.rows:
+        if r.status == "review":
+            log.debug("%s: page %d: field %d: %r to review: %s", work.file, work.page, r.field, r.value, r.error)
 
 
 def scan(paths, **options):

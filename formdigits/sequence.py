@@ -114,10 +114,10 @@ def label_probabilities(frames, texts):
 class StripReader:
     """Load an exported sequence reader and read ink strips in batches.
 
-    ``device``, ``threads``: as for :class:`~formdigits.classifier.Classifier`.
+    ``device``, ``threads``, ``providers``: as for :class:`~formdigits.classifier.Classifier`.
     """
 
-    def __init__(self, model_path=None, device="auto", threads=None, batch_size=64):
+    def __init__(self, model_path=None, device="auto", threads=None, batch_size=64, providers=()):
         import onnxruntime as ort
 
         self.path = Path(model_path) if model_path is not None else default_strip_model_path()
@@ -130,7 +130,7 @@ class StripReader:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=_providers(device))
+            self.session = ort.InferenceSession(str(self.path), options, providers=_providers(device, providers))
         except Exception as e:  # onnxruntime raises its own exception types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelError(f"{self.path}: not a usable ONNX model: {first}") from None
