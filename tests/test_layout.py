@@ -161,6 +161,20 @@ def test_light_lines_on_tinted_paper_are_looked_for_again():
     assert [(b.x, b.y, b.w, b.h) for b in analyze(img).boxes] == [(40, 60, 181, 80), (260, 60, 181, 80), (480, 60, 181, 80)]
 
 
+@pytest.mark.parametrize("size", [1, 4])  # small pages, and pages looked at half size first
+def test_pale_boxes_beside_dark_ones_are_found_too(size):
+    """A form mixing dark boxes with boxes in a pale dropout colour: with 8 or more dark boxes the page
+    was not looked at again, and every pale field was missed."""
+    img = np.full((520 * size, 900 * size), 250, np.uint8)
+    rects = [(40 + 210 * i, 40 + 120 * j) for j in range(4) for i in range(4)]
+    for n, (x, y) in enumerate(rects):
+        x, y = x * size, y * size
+        shade = 228 if n in (5, 10) else 30  # two pale boxes (darkness 22, under the usual level 30)
+        cv2.rectangle(img, (x, y), (x + 170 * size, y + 80 * size), shade, 3)
+    boxes = analyze(img).boxes
+    assert [(b.x, b.y) for b in boxes] == [(x * size, y * size) for x, y in rects]  # all 16, in reading order
+
+
 @pytest.mark.parametrize("shape", [(4, 1), (1, 4), (3, 1), (1, 1)])
 def test_a_page_of_a_few_pixels_is_darkness_like_any_other(shape):
     """A 4x1 page was taken by OpenCV for a scalar: float darkness, negative values (issue 19, item 17)."""
