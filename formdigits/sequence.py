@@ -117,7 +117,8 @@ class StripReader:
     ``device``, ``threads``: as for :class:`~formdigits.classifier.Classifier`.
     """
 
-    def __init__(self, model_path=None, device="auto", threads=None, batch_size=64):
+    def __init__(self, model_path: str | os.PathLike | None = None, device: str = "auto", threads: int | None = None,
+                 batch_size: int = 64) -> None:  # fmt: skip
         import onnxruntime as ort
 
         self.path = Path(model_path) if model_path is not None else default_strip_model_path()
