@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .pipeline import iter_scan, scan
     from .reader import Reader
 
-__all__ = ["Reader", "Row", "iter_scan", "scan", "__version__"]
+__all__ = ["Reader", "Row", "__version__", "iter_scan", "scan"]
 
 _LAZY = {"Row": "output", "iter_scan": "pipeline", "scan": "pipeline", "Reader": "reader"}
 

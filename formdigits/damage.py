@@ -40,9 +40,8 @@ def decoder_messages():
     pointed at a temporary file meanwhile, so they are caught here instead of
     reaching the terminal. Threads take turns (the file descriptor is the process's).
     """
-    with _STDERR_LOCK:
-        with _captured() as lines:
-            yield lines
+    with _STDERR_LOCK, _captured() as lines:
+        yield lines
 
 
 @contextmanager

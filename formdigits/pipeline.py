@@ -17,9 +17,9 @@ import multiprocessing
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, TextIO
 
 import cv2
@@ -28,12 +28,12 @@ import numpy as np
 from . import orient
 from .classifier import Classifier
 from .layout import analyze
+from .output import Row
 from .pages import IMAGE_SUFFIXES, Page, PageError, check_pdf_dpi, page_offsets, read_page
 from .parallel import DEFAULT_PAGE_TIMEOUT, WorkerFailure, ordered_map
 from .preprocess import preprocess_strip
 from .recognize import Inputs, read
 from .segment import cut_field, ink_image, line_ink
-from .output import Row
 from .sequence import StripReader
 from .template import MIN_QUALITY, Template, field_boxes, register
 

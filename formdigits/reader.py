@@ -22,7 +22,8 @@ from .output import Row
 from .pages import Page, PageError
 from .pipeline import DEFAULT_MIN_CONFIDENCE, PageTask, check_options, plan_pages, read_tasks
 from .sequence import StripReader
-from .template import Template, load as load_template
+from .template import Template
+from .template import load as load_template
 
 Image = Any  # a numpy array, bytes, a PIL image, or a path (str or os.PathLike)
 

@@ -19,9 +19,9 @@ import json
 import math
 import os
 import re
-from typing import Any
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
