@@ -9,6 +9,7 @@ ONNX Runtime is imported lazily; torch is never imported here.
 import json
 import os
 import re
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def reject_index(labels):
     return labels.index(REJECT) if REJECT in labels else -1
 
 
-def default_model_path(int8=False):
+def default_model_path(int8: bool = False) -> Path:
     """The model shipped with the package (``export/formdigits.onnx`` in the repository).
 
     ``int8``: its int8 twin (``formdigits-int8.onnx``, same weights quantized,
@@ -100,7 +101,8 @@ class Classifier:
     (default: all cores).
     """
 
-    def __init__(self, model_path=None, device="auto", threads=None, batch_size=256, providers=()):
+    def __init__(self, model_path: str | os.PathLike | None = None, device: str = "auto", threads: int | None = None,
+                 batch_size: int = 256, providers: Sequence[str] = ()) -> None:  # fmt: skip
         check_device(device)
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -153,10 +155,11 @@ class Classifier:
             )
 
     @property
-    def device(self):
+    def device(self) -> str:
+        """``cuda`` or ``cpu``: where ONNX Runtime really runs the model."""
         return "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
 
-    def predict(self, batch):
+    def predict(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities ``(N, len(labels))`` for a preprocessed ``(N, 1, S, S)`` batch."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         s = self.params.size
@@ -178,7 +181,7 @@ class Classifier:
         moved = self.predict(jitter(np.asarray(batch)[:, 0]).reshape(-1, *np.shape(batch)[1:]))
         return (plain + moved.reshape(-1, *plain.shape).sum(0)) / (len(JITTER) + 1)
 
-    def classify(self, crops):
+    def classify(self, crops: list[np.ndarray]) -> np.ndarray:
         """Probabilities for a list of uint8 ink crops, preprocessed as the model requires."""
         return self.predict(preprocess_batch(crops, self.params))
 

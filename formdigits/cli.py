@@ -14,8 +14,7 @@ import click
 from . import __version__
 from .cliparams import Device, PdfDpi, check_scan_options, write_summary
 from .errors import FormdigitsError, UsageError
-from .parallel import DEFAULT_PAGE_TIMEOUT
-from .synth import FAMILIES
+from .options import DEFAULT_PAGE_TIMEOUT, FAMILIES
 
 
 def library_errors(f):

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 
 import cv2
@@ -26,6 +27,8 @@ _HARMLESS = re.compile(r"extraneous bytes before marker 0xd9")
 _LIBPNG = re.compile(r"^libpng (warning|error): IDAT: (?!Too much image data|Extra compressed data)")
 # an error in OpenCV's log (libtiff's errors arrive this way): "[ERROR:0@0.02] global grfmt_tiff.cpp:117 TIFF_Error ..."
 _OPENCV_ERROR = re.compile(r"^\[\s*ERROR:[^\]]*\]\s*(?:global\s+)?(?:\S+:\d+\s+)?(.*)")
+# stderr and OpenCV's log level belong to the process: one thread at a time points them elsewhere
+_STDERR_LOCK = threading.Lock()
 
 
 @contextmanager
@@ -35,8 +38,14 @@ def decoder_messages():
     libjpeg prints its warnings straight to stderr, and libtiff's errors reach stderr
     through OpenCV's log (set to show errors for the while): file descriptor 2 is
     pointed at a temporary file meanwhile, so they are caught here instead of
-    reaching the terminal.
+    reaching the terminal. Threads take turns (the file descriptor is the process's).
     """
+    with _STDERR_LOCK, _captured() as lines:
+        yield lines
+
+
+@contextmanager
+def _captured():
     lines = []
     try:
         saved = os.dup(2)

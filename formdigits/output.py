@@ -20,17 +20,18 @@ import json
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, Any, NamedTuple
 
 from .errors import DataError
 
 try:
     import fcntl
 except ImportError:  # Windows: no lock (and a file must be closed before it is renamed)
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 COLUMNS = ("file", "page", "field", "x", "y", "w", "h", "value", "confidence", "digit_confidences", "status", "error")
 FORMATS = ("csv", "jsonl", "wide")
@@ -44,26 +45,28 @@ class Row:
 
     file: str
     page: int
-    field: int = 0
+    field: int | str = 0  # 1, 2, ... in page order; the template's field name with a template
     x: int = 0
     y: int = 0
     w: int = 0
     h: int = 0
     value: str = ""
     confidence: float = 0.0
-    digit_confidences: list = dataclasses.field(default_factory=list)
+    digit_confidences: list[float] = dataclasses.field(default_factory=list)
     status: str = "error"  # ok | review | empty | error
     error: str = ""
     kind: str = ""  # comb | open (JSON Lines only)
     form: str = ""  # the template the page matched (with --template only)
 
-    def csv_cells(self, columns=COLUMNS):
+    def csv_cells(self, columns: Sequence[str] = COLUMNS) -> list[str]:
+        """The row's cells for ``columns`` as CSV text (confidences to 4 places, spreadsheet-safe)."""
         cells = {c: getattr(self, c) for c in columns}
         cells["confidence"] = f"{self.confidence:.4f}" if self.status != "error" else ""
         cells["digit_confidences"] = " ".join(f"{p:.4f}" for p in self.digit_confidences)
         return [spreadsheet_safe(str(cells[c])) for c in columns]
 
-    def json(self):
+    def json(self) -> str:
+        """The row as one JSON object (a line of JSON Lines)."""
         d = {c: getattr(self, c) for c in COLUMNS}
         d["confidence"] = round(self.confidence, 6)
         d["digit_confidences"] = [round(p, 6) for p in self.digit_confidences]
@@ -73,7 +76,7 @@ class Row:
         return json.dumps(d, ensure_ascii=False)
 
 
-def spreadsheet_safe(text):
+def spreadsheet_safe(text: str) -> str:
     """Neutralise a cell a spreadsheet would run as a formula (OWASP: prefix a quote).
 
     A cell that starts with a quote gets one more, so that :func:`unquote` can always undo it.
@@ -81,17 +84,17 @@ def spreadsheet_safe(text):
     return "'" + text if text.startswith((*_RISKY, "'")) else text
 
 
-def unquote(cell):
+def unquote(cell: str) -> str:
     """Undo :func:`spreadsheet_safe`."""
     return cell.removeprefix("'")
 
 
-def wide_columns(names):
+def wide_columns(names: Sequence[str]) -> tuple[str, ...]:
     """Columns of the wide format: one row per page, a value and a confidence column per field name."""
     return ("file", "page", "form", *(c for n in names for c in (n, f"{n}_confidence")), "status", "error")
 
 
-def wide_cells(rows, names):
+def wide_cells(rows: Sequence[Row], names: Sequence[str]) -> list[str]:
     """One page's rows as one wide row (see :func:`wide_columns`)."""
     first = rows[0]
     by_name = {str(r.field): r for r in rows if r.status != "error"}
@@ -118,26 +121,28 @@ class RowWriter:
     names the output in the message of a write that fails (a full disk).
     """
 
-    def __init__(self, fh, fmt, header=True, names=None, where="the output"):
+    def __init__(self, fh: IO[str] | Any, fmt: str, header: bool = True, names: Sequence[str] | None = None,
+                 where: str | os.PathLike = "the output") -> None:  # fmt: skip
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
         if fmt == "wide" and not names:
             raise ValueError("the wide format needs template field names (--template)")
-        self.fh, self.fmt, self.names, self.where = fh, fmt, names, where
-        self.done = Counter()  # (file, page) -> times already written
-        self.failed = []  # the error messages of the pages already written
-        self.columns = wide_columns(names) if fmt == "wide" else (*COLUMNS, "form") if names else COLUMNS
+        self.fh, self.fmt, self.where = fh, fmt, where
+        self.names: Sequence[str] = names or ()
+        self.done: Counter[tuple[str, int]] = Counter()  # (file, page) -> times already written
+        self.failed: list[str] = []  # the error messages of the pages already written
+        self.columns = wide_columns(self.names) if fmt == "wide" else (*COLUMNS, "form") if names else COLUMNS
         if fmt != "jsonl":
             self._csv = csv.writer(fh, lineterminator="\r\n")
             if header:
                 with self._checked():
                     self._csv.writerow(self.columns)
 
-    def write(self, row):
+    def write(self, row: Row) -> None:
         """Write one row (long formats)."""
         self.write_page([row])
 
-    def write_page(self, rows):
+    def write_page(self, rows: Sequence[Row]) -> None:
         """Write one page's rows (a page with no fields writes nothing)."""
         if not rows:
             return
@@ -149,7 +154,8 @@ class RowWriter:
             else:
                 self.fh.write("".join(r.json() + "\n" for r in rows))
 
-    def flush(self):
+    def flush(self) -> None:
+        """Flush the output."""
         with self._checked():
             self.fh.flush()
 
@@ -162,7 +168,7 @@ class RowWriter:
             raise write_error(self.where, e) from None
 
 
-def write_error(where, e):
+def write_error(where: str | os.PathLike, e: OSError) -> DataError:
     """The error for a failed write to ``where`` (a ``.partial`` keeps what was written before)."""
     message = f"{where}: cannot write: {e.strerror or e}"
     if str(where).endswith(".partial"):
@@ -313,7 +319,8 @@ def _close(fh):
 
 
 @contextmanager
-def open_output(path, fmt="csv", resume=False, names=None):
+def open_output(path: str | os.PathLike | None, fmt: str = "csv", resume: bool = False,
+                names: Sequence[str] | None = None) -> Iterator[RowWriter]:  # fmt: skip
     """A RowWriter on stdout (``-``) or on ``path`` via ``path.partial``, renamed on success (a device or
     a pipe, such as ``/dev/null``, is written straight into).
 

@@ -8,9 +8,12 @@ decoder reported corrupt data is read, with ``damage`` saying so (see ``damage``
 """
 
 import io
+import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -37,7 +40,7 @@ class Page:
     damage: str = ""  # why the decoder's output is not to be trusted (it reported corrupt data), '' if it is
 
 
-def to_gray(img):
+def to_gray(img: np.ndarray) -> np.ndarray:
     """Any decoded image (gray, BGR, BGRA, 8/16-bit, float) -> 2-D uint8 grayscale."""
     if img is None or img.size == 0:
         raise ValueError("empty image")
@@ -86,7 +89,7 @@ def _kind(path):
     raise PageError(f"{name}: not a supported image (PNG, JPEG, BMP, TIFF or PDF)")
 
 
-def check_pdf_dpi(dpi):
+def check_pdf_dpi(dpi: Any) -> str | float:
     """``dpi`` if it is ``"auto"`` or a number in ``PDF_DPI_RANGE``; ValueError otherwise."""
     low, high = PDF_DPI_RANGE
     is_number = isinstance(dpi, (int, float, np.integer, np.floating)) and not isinstance(dpi, bool)
@@ -95,7 +98,7 @@ def check_pdf_dpi(dpi):
     raise ValueError(f"pdf_dpi must be 'auto' or a number from {low} to {high}, got {dpi!r}")
 
 
-def page_offsets(path):
+def page_offsets(path: str | os.PathLike) -> list[int | None]:
     """One entry per page of a file, to hand to :func:`read_page`: a TIFF page's offset in the file
     (all found in one pass over its list of pages, so that each page is then read straight from
     there), None for a page of any other format. PageError if the file is unusable."""
@@ -109,12 +112,12 @@ def page_offsets(path):
     return [None]
 
 
-def count_pages(path):
+def count_pages(path: str | os.PathLike) -> int:
     """Number of pages in a file (1 for single images), without decoding any; PageError if unusable."""
     return len(page_offsets(path))
 
 
-def read_page(path, number, pdf_dpi="auto", offset=None):
+def read_page(path: str | os.PathLike, number: int, pdf_dpi: str | float = "auto", offset: int | None = None) -> Page:
     """Page ``number`` (1-based) of a file as a :class:`Page`.
 
     PDF pages are rendered at ``pdf_dpi``; ``"auto"`` renders a scanned page at
@@ -164,7 +167,7 @@ def _read_image(path, kind, number, offset):
     return img
 
 
-def read_pages(path, pdf_dpi="auto"):
+def read_pages(path: str | os.PathLike, pdf_dpi: str | float = "auto") -> Iterator[Page]:
     """Yield the pages of one file, in order, one at a time."""
     for number, offset in enumerate(page_offsets(path), 1):
         yield read_page(path, number, pdf_dpi, offset)

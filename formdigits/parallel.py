@@ -23,7 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-DEFAULT_PAGE_TIMEOUT = 120  # seconds one task (a page) may take in a worker before it is given up
+from .options import DEFAULT_PAGE_TIMEOUT  # noqa: F401  (seconds a page may take in a worker)
 
 
 @dataclass

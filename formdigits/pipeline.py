@@ -18,9 +18,10 @@ import multiprocessing
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, TextIO
 
 import cv2
 import numpy as np
@@ -28,17 +29,19 @@ import numpy as np
 from . import orient
 from .classifier import Classifier
 from .layout import analyze
-from .pages import IMAGE_SUFFIXES, PageError, check_pdf_dpi, page_offsets, read_page
+from .output import Row
+from .pages import IMAGE_SUFFIXES, Page, PageError, check_pdf_dpi, page_offsets, read_page
 from .parallel import DEFAULT_PAGE_TIMEOUT, WorkerFailure, ordered_map
 from .preprocess import preprocess_strip
 from .recognize import Inputs, read
 from .segment import cut_field, ink_image, line_ink
 from .sequence import StripReader
-from .template import MIN_QUALITY, field_boxes, register
+from .template import MIN_QUALITY, Template, field_boxes, register
 
 log = logging.getLogger(__name__)
 DEFAULT_MIN_CONFIDENCE = 0.9
 VERDICTS = {orient.UPRIGHT: "upright", orient.UNSURE: "unsure", orient.UPSIDE_DOWN: "upside down"}
+PathArg = str | bytes | os.PathLike  # a path as the OS takes it
 SMALL_NOTE = "a box far smaller than the form's fields holds ink: check it"
 
 
@@ -51,28 +54,28 @@ class _PageWork:
     boxes: list = field(default_factory=list)  # (x, y, w, h, kind) in original page pixels
     fields: list = field(default_factory=list)  # per box: (notes, slots); slots as FieldCut.shapes() gives them
     strips: list = field(default_factory=list)  # per box: its strip and wide strip, ready for the sequence reader
-    crops: list = None  # every digit crop (uint8 ink), in slot order
+    crops: list | None = None  # every digit crop (uint8 ink), in slot order
     image: object = None  # kept only for debug pictures
     error: str = ""
     first_crop: int = 0
     slot_firsts: list = field(default_factory=list)  # index of each slot's first crop (orientation samples)
     form: str = ""  # the template the page matched
-    names: list = None  # template field names, one per box
-    rules: list = None  # template field rules, one per box
+    names: list | None = None  # template field names, one per box
+    rules: list | None = None  # template field rules, one per box
     turned: int = 0  # the page was turned this many degrees clockwise to read it
     damage: str = ""  # the decoder reported corrupt data: every row goes to review (pages.Page.damage)
     task: object = None
-    rows: list = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
 
 
-def expand_paths(paths, recursive=False, stdin=None):
+def expand_paths(paths: Iterable[str], recursive: bool = False, stdin: TextIO | None = None) -> list[str]:
     """Files to scan: files as given, folders' image files (sorted; ``recursive``: their subfolders' too),
     ``-`` = paths on stdin, one per line, each expanded the same way.
 
     A path is a list of bytes to the OS: paths on stdin are split at ``\\n`` only and
     decoded as the OS decodes file names (bytes that are not UTF-8 kept as surrogate escapes).
     """
-    out = []
+    out: list[str] = []
     for p in paths:
         if p == "-":
             stream = stdin or sys.stdin
@@ -91,7 +94,7 @@ def expand_paths(paths, recursive=False, stdin=None):
     return out
 
 
-def as_paths(paths):
+def as_paths(paths: PathArg | Iterable[PathArg]) -> list[str]:
     """A list of path strings from one path (str, bytes or os.PathLike, never taken apart letter by letter)
     or an iterable of them; TypeError for anything else."""
     if isinstance(paths, (str, bytes, os.PathLike)):
@@ -106,8 +109,9 @@ def as_paths(paths):
     return [os.fsdecode(p) for p in paths]
 
 
-def check_options(workers=0, page_timeout=DEFAULT_PAGE_TIMEOUT, min_confidence=DEFAULT_MIN_CONFIDENCE,
-                  pdf_dpi="auto", readers="both"):  # fmt: skip
+def check_options(workers: int = 0, page_timeout: float = DEFAULT_PAGE_TIMEOUT,
+                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, pdf_dpi: str | float = "auto",
+                  readers: str = "both") -> None:  # fmt: skip
     """ValueError for scan options that cannot work (they failed late, or silently read nothing)."""
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
         raise ValueError(f"workers must be an integer >= 0 (0: all in this process), got {workers!r}")
@@ -125,16 +129,17 @@ class PageTask(NamedTuple):
 
     file: str
     page: int
-    pdf_dpi: object
+    pdf_dpi: str | float
     keep_image: bool
     error: str = ""
     turn: int = 0  # degrees to turn the page clockwise before reading it
     templates: tuple = ()  # read exactly the fields of the best-matching one of these forms
     strip_params: object = None  # the sequence reader's StripParams (None: no second reader)
-    offset: object = None  # where the page is in its file (see pages.page_offsets)
+    offset: int | None = None  # where the page is in its file (see pages.page_offsets)
+    decoded: Page | None = None  # the page already decoded (a pages.Page, from memory: see Reader): not read from file
 
 
-def analyse_page(task):
+def analyse_page(task: PageTask) -> _PageWork:
     """Worker: read one page, find its fields, cut them into digit crops.
 
     Never raises: a page that cannot be read or analysed comes back with ``error`` set.
@@ -144,7 +149,7 @@ def analyse_page(task):
     if task.error:
         return work
     try:
-        page = read_page(file, number, task.pdf_dpi, task.offset)
+        page = task.decoded if task.decoded is not None else read_page(file, number, task.pdf_dpi, task.offset)
     except PageError as e:
         work.error = str(e)
         return work
@@ -160,7 +165,7 @@ def analyse_page(task):
         if task.templates:
             boxes = _template_boxes(work, layout, task.templates)
         ink, line_level = ink_image(layout.darkness), line_ink(layout.line_darkness)
-        crops = []
+        crops: list[np.ndarray] = []
         for box in boxes:
             cut = cut_field(ink, box, line_level)
             work.boxes.append((*layout.original_box(box), box.kind))
@@ -232,7 +237,9 @@ def quiet_opencv():
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
-def plan_pages(paths, pdf_dpi="auto", keep_images=False, skip=None, templates=(), strip_params=None):
+def plan_pages(paths: Iterable[str], pdf_dpi: str | float = "auto", keep_images: bool = False,
+               skip: Iterable[tuple[str, int]] | None = None, templates: Iterable[Template] = (),
+               strip_params: Any = None) -> Iterator[PageTask]:  # fmt: skip
     """One :class:`PageTask` per page of every file; an unusable file is one task carrying its error.
 
     ``skip`` counts pages done in an earlier, interrupted run, by ``(file, page)``:
@@ -253,10 +260,13 @@ def plan_pages(paths, pdf_dpi="auto", keep_images=False, skip=None, templates=()
             yield PageTask(str(path), number, pdf_dpi, keep_images, error, 0, tuple(templates), strip_params, offset)
 
 
-def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=DEFAULT_MIN_CONFIDENCE,
-              pdf_dpi="auto", classifier=None, on_page=None, keep_images=False, workers=0,
-              page_timeout=DEFAULT_PAGE_TIMEOUT, skip=None, templates=(), readers="both", strip_model=None,
-              strip_reader=None):  # fmt: skip
+def iter_scan(paths: PathArg | Iterable[PathArg], model: str | os.PathLike | None = None, device: str = "auto",
+              batch_size: int = 256, min_confidence: float = DEFAULT_MIN_CONFIDENCE, pdf_dpi: str | float = "auto",
+              classifier: Classifier | None = None, on_page: Callable[[str, int], Any] | None = None,
+              keep_images: bool = False, workers: int = 0, page_timeout: float = DEFAULT_PAGE_TIMEOUT,
+              skip: Iterable[tuple[str, int]] | None = None, templates: Iterable[Template] = (), readers: str = "both",
+              strip_model: str | os.PathLike | None = None,
+              strip_reader: StripReader | None = None) -> Iterator[_PageWork]:  # fmt: skip
     """Yield one analysed page (``work.rows`` filled in) at a time, in input order.
 
     Pages are read and analysed by ``workers`` processes (0: in this process);
@@ -278,12 +288,17 @@ def iter_scan(paths, model=None, device="auto", batch_size=256, min_confidence=D
     clf = classifier or Classifier(model, device=device, batch_size=batch_size)
     strips = strip_reader or (StripReader(strip_model, device=device) if readers == "both" else None)
     tasks = plan_pages(paths, pdf_dpi, keep_images, skip, templates, strips.params if strips else None)
-    return _read_pages(tasks, clf, strips, min_confidence, workers, page_timeout, on_page)
+    return read_tasks(tasks, clf, strips, min_confidence, workers, page_timeout, on_page)
 
 
-def _read_pages(tasks, clf, strips, min_confidence, workers, page_timeout, on_page):
-    """The generator behind :func:`iter_scan`."""
-    pending, x = [], Inputs(clf.params)
+def read_tasks(tasks: Iterable[PageTask], clf: Classifier, strips: StripReader | None, min_confidence: float,
+               workers: int = 0, page_timeout: float = DEFAULT_PAGE_TIMEOUT,
+               on_page: Callable[[str, int], Any] | None = None) -> Iterator[_PageWork]:  # fmt: skip
+    """The core of :func:`iter_scan` and :class:`~formdigits.reader.Reader`: yield each page of ``tasks``
+    (:class:`PageTask`) analysed, with ``work.rows`` filled in, in task order; the crops of many pages are
+    classified together. Holds no state between calls: calls may run in several threads at once."""
+    pending: list[_PageWork] = []
+    x = Inputs(clf.params)
 
     def flush():
         nonlocal x
@@ -341,7 +356,7 @@ def _log_page(work):
             log.debug("%s: page %d: field %d: %r to review: %s", work.file, work.page, r.field, r.value, r.error)
 
 
-def scan(paths, **options):
+def scan(paths: PathArg | Iterable[PathArg], **options: Any) -> list[Row]:
     """Scan files or folders (one path, or a list of them) and return every row as a list of
     :class:`~formdigits.output.Row`."""
     files = expand_paths(as_paths(paths), recursive=options.pop("recursive", False))

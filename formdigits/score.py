@@ -11,14 +11,17 @@ Missed fields count as wrong and are never rejected (nobody would know to look).
 
 import csv
 import math
+import os
 from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
 
 from .errors import DataError
 
 DEFAULT_REJECT_RATES = (0.0, 0.01, 0.02, 0.05, 0.1)
 
 
-def read_rows(path):
+def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
     """Rows of a scan or truth CSV as dicts; a file whose header lacks the needed columns is refused."""
     try:
         with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:  # names as scan writes them
@@ -32,7 +35,7 @@ def read_rows(path):
     return rows
 
 
-def edit_distance(a, b):
+def edit_distance(a: str, b: str) -> int:
     prev = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
         cur = [i]
@@ -57,7 +60,8 @@ def _value(v):
     return (v or "").lstrip("'")  # undo spreadsheet-safe quoting
 
 
-def score(predictions, truth, reject_rates=DEFAULT_REJECT_RATES):
+def score(predictions: list[dict[str, str]], truth: list[dict[str, str]],
+          reject_rates: Sequence[float] = DEFAULT_REJECT_RATES) -> dict[str, Any]:  # fmt: skip
     """Compare prediction rows with truth rows (lists of dicts as from :func:`read_rows`)."""
     preds = defaultdict(list)
     for p in predictions:
@@ -68,8 +72,8 @@ def score(predictions, truth, reject_rates=DEFAULT_REJECT_RATES):
     for tf in {t["file"] for t in truth}:
         same = [pf for pf, _ in preds if pf == tf] or [pf for pf, _ in preds if pf.replace("\\", "/").endswith("/" + tf)]
         alias[tf] = same[0] if len(set(same)) == 1 else tf
-    used = set()
-    fields = []  # (correct, confidence or None for missed, edits, truth digits)
+    used: set[int] = set()
+    fields: list[tuple[bool, float | None, int, int, str]] = []  # (correct, confidence or None for missed, edits, truth digits)
     for t in truth:
         matched = [p for p in preds[(alias[t["file"]], int(t["page"]))] if _inside(p, t)]
         used.update(id(p) for p in matched)
@@ -86,7 +90,8 @@ def score(predictions, truth, reject_rates=DEFAULT_REJECT_RATES):
     digits = sum(f[3] for f in fields)
     edits = sum(f[2] for f in fields)
     correct = sum(f[0] for f in fields)
-    result = {
+    at_reject: dict[str, float] = {}
+    result: dict[str, Any] = {
         "fields": n,
         "field_accuracy": correct / n if n else 0.0,
         "digits": digits,
@@ -94,9 +99,9 @@ def score(predictions, truth, reject_rates=DEFAULT_REJECT_RATES):
         "missed": sum(1 for f in fields if f[1] is None),
         "spurious": spurious,
         "review": sum(1 for f in fields if f[4] == "review"),
-        "error_at_reject": {},
+        "error_at_reject": at_reject,
     }
-    ranked = sorted((f for f in fields if f[1] is not None), key=lambda f: f[1])
+    ranked = sorted((f for f in fields if f[1] is not None), key=lambda f: f[1] or 0.0)
     missed_wrong = result["missed"]
     for r in reject_rates:
         k = min(len(ranked), math.ceil(r * n - 1e-9))
@@ -110,7 +115,8 @@ def score(predictions, truth, reject_rates=DEFAULT_REJECT_RATES):
     return result
 
 
-def curve(predictions, truth, steps=50):
+def curve(predictions: list[dict[str, str]], truth: list[dict[str, str]],
+          steps: int = 50) -> tuple[list[tuple[float, float]], tuple[float, float]]:  # fmt: skip
     """``(points, operating point)``: (reject rate, error) points for a plot, and the scan's own
     (share sent to review or missed, error among accepted)."""
     rates = [i / steps * 0.5 for i in range(steps + 1)]
@@ -118,14 +124,16 @@ def curve(predictions, truth, steps=50):
     return [(float(k), v) for k, v in r["error_at_reject"].items()], (1 - r["accepted"], r["error_of_accepted"])
 
 
-def plot_curve(points, path, title="Error-reject curve", operating=None):
+def plot_curve(points: Sequence[tuple[float, float]], path: str | os.PathLike, title: str = "Error-reject curve",
+               operating: tuple[float, float] | None = None) -> None:  # fmt: skip
+    """Draw the error-reject curve ``points`` (and the scan's own ``operating`` point) to a PNG file."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise DataError("--plot needs matplotlib: pip install matplotlib") from None
+        raise DataError("--plot needs matplotlib, in the plot extra: pip install 'formdigits[plot]'") from None
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([100 * r for r, _ in points], [100 * e for _, e in points], marker=".", label="rejecting the least confident")
     if operating is not None:

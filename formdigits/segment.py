@@ -69,8 +69,8 @@ class FieldCut:
 
     slots: list
     notes: list = field(default_factory=list)  # what looked odd while cutting
-    strip: np.ndarray = None  # the field's ink, lines erased (strokes across them put back): the sequence reader's
-    wide: np.ndarray = None  # the same with the ink across the box line that was left out (only when some was)
+    strip: np.ndarray | None = None  # the field's ink, lines erased (strokes across them put back): the sequence reader's
+    wide: np.ndarray | None = None  # the same with the ink across the box line that was left out (only when some was)
 
     def crops(self):
         """Every crop of every slot, in order (what the classifier must see)."""
@@ -123,8 +123,8 @@ class _Window:
     starts: list  # y where each of them starts (half-height separators start low)
     top: int  # y of the top and bottom lines, window pixels
     bottom: int
-    labels: np.ndarray = None
-    stats: np.ndarray = None
+    labels: np.ndarray | None = None
+    stats: np.ndarray | None = None
     cut: bool = False  # a sizeable piece of ink across the box line was left out
     outside: list = field(default_factory=list)  # the blobs of that ink
     line_level: int = 255  # ink up to this on the lines is the lines' own

@@ -11,6 +11,7 @@ ONNX Runtime is imported lazily; torch is never imported here.
 
 import json
 import os
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
@@ -117,7 +118,8 @@ class StripReader:
     ``device``, ``threads``, ``providers``: as for :class:`~formdigits.classifier.Classifier`.
     """
 
-    def __init__(self, model_path=None, device="auto", threads=None, batch_size=64, providers=()):
+    def __init__(self, model_path: str | os.PathLike | None = None, device: str = "auto", threads: int | None = None,
+                 batch_size: int = 64, providers: Sequence[str] = ()) -> None:  # fmt: skip
         import onnxruntime as ort
 
         self.path = Path(model_path) if model_path is not None else default_strip_model_path()

@@ -23,6 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .options import FAMILIES, HELD_OUT
+
 LINE_COLOURS = {"black": (30, 30, 30), "red": (130, 130, 240), "blue": (235, 190, 140), "grey": (165, 165, 165)}
 INK_COLOURS = {"black": (35, 35, 40), "blue": (150, 60, 25)}  # BGR
 FIELD_LABELS = ("Account", "Amount", "Qty", "Year", "Code", "Ref.", "Total", "Postcode", "Meter", "Mark", "Units", "ID")
@@ -61,15 +63,6 @@ class PageStyle:
     pen: str = "classic"  # thin (a ballpoint), normal, thick (a marker)
     dpi_choices: tuple = ()  # a page's resolution drawn from these (empty: dpi)
     bitonal_prob: float = 0.0  # a page scanned bitonal (fax-like), drawn per page
-
-
-FAMILIES = {
-    "separators": ("full", "half", "ticks", "grouped", "dotted"),
-    "spacing": ("normal", "wide", "crowded"),
-    "pen": ("thin", "normal", "thick"),
-}
-# the style family that no tuning ever sees: figures on it are reported beside the tuning sets' (BENCHMARKS.md)
-HELD_OUT = {"spacing": "crowded"}
 
 
 @dataclass

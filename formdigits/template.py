@@ -17,9 +17,11 @@ import bisect
 import heapq
 import json
 import math
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -48,6 +50,8 @@ class TemplateError(FormdigitsError):
 
 @dataclass
 class TemplateField:
+    """One named field of a form: its box in the template's pixels, and the rules its value must keep."""
+
     name: str
     kind: str  # "comb" or "open"
     x: int
@@ -60,13 +64,15 @@ class TemplateField:
 
 @dataclass
 class Template:
+    """A known form: its size in pixels (of the scan it was made from) and its fields."""
+
     name: str
     width: int
     height: int
-    fields: list
+    fields: list[TemplateField]
 
 
-def from_layout(layout, name):
+def from_layout(layout: Any, name: str) -> Template:
     """A template with a field ``f1, f2, ...`` (reading order) for every box of an analysed page."""
     h, w = layout.darkness.shape
     fields = [TemplateField(f"f{i}", b.kind, b.x, b.y, b.w, b.h, len(b.cells) if b.kind == "comb" else 0)
@@ -74,14 +80,15 @@ def from_layout(layout, name):
     return Template(name, w, h, fields)
 
 
-def save(template, path):
+def save(template: Template, path: str | os.PathLike) -> None:
+    """Write ``template`` as JSON, one line per field (easy to edit by hand)."""
     d = {"format": FORMAT, **asdict(template)}
     lines = ",\n".join("  " + json.dumps(f) for f in d.pop("fields"))
     head = json.dumps(d, indent=1)[:-2]  # the top-level keys, one per line, without the closing brace
     Path(path).write_text(f'{head},\n "fields": [\n{lines}\n ]\n}}\n', encoding="utf-8")
 
 
-def load(path):
+def load(path: str | os.PathLike) -> Template:
     """Read and check a template; TemplateError names the file and the problem."""
     path = Path(path)
     try:
@@ -193,7 +200,7 @@ def _shape_key(kind, cells):
     return (kind, cells if kind == "comb" else 0)
 
 
-def register(template, boxes):
+def register(template: Template, boxes: list) -> "Registration":
     """Match a template's fields to the boxes found on a (deskewed) page; see :class:`Registration`."""
     T, P = _centres(template.fields), _centres(boxes)
     none = Registration(template, np.hstack([np.eye(2), np.zeros((2, 1))]), 0.0, {})
@@ -202,7 +209,7 @@ def register(template, boxes):
     tkeys = [_shape_key(f.kind, f.cells) for f in template.fields]
     pkeys = [_shape_key(b.kind, len(b.cells)) for b in boxes]
     # hypotheses: template box i is page box k (same shape) -> scale and shift
-    hyp = []
+    hyp: list[tuple] = []
     for i in np.argsort(-T[:, 2] * T[:, 3])[:8]:  # the largest boxes are enough to vote, and fewest alike
         if len(hyp) >= MAX_HYPOTHESES:  # a page of many boxes alike: enough from fewer template boxes
             break
@@ -258,7 +265,7 @@ def _match(T, P, m):
     return pairs
 
 
-def field_boxes(reg, line):
+def field_boxes(reg: "Registration", line: int) -> list:
     """A :class:`~formdigits.layout.Box` per template field on the page: the box found there, or
     the template's carried over by the registration (faint or broken lines); comb cells as the template says."""
     s = math.sqrt(abs(np.linalg.det(reg.matrix[:, :2])))

@@ -2,13 +2,14 @@
 
 import csv
 import json
+import sys
 
 import pytest
 from click.testing import CliRunner
 
 from formdigits.cli import main
 from formdigits.errors import DataError
-from formdigits.score import edit_distance, read_rows, score
+from formdigits.score import edit_distance, plot_curve, read_rows, score
 
 TRUTH = [  # file, page, x, y, w, h, value
     ("a.png", 1, 0, 0, 100, 50, "123"),
@@ -89,3 +90,12 @@ def test_truth_and_predictions_swapped_is_a_usage_error(files):
     pred, truth = files
     r = CliRunner().invoke(main, ["score", str(truth), str(pred)])
     assert r.exit_code == 2 and "looks like a truth file" in r.output
+
+
+def test_plot_without_matplotlib_names_the_extra_to_install(files, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    with pytest.raises(DataError, match=r"^--plot needs matplotlib, in the plot extra: pip install 'formdigits\[plot\]'"):
+        plot_curve([(0.0, 0.0)], tmp_path / "c.png")
+    pred, truth = files
+    r = CliRunner().invoke(main, ["score", str(pred), str(truth), "--plot", str(tmp_path / "c.png")])
+    assert r.exit_code == 1 and "formdigits[plot]" in r.output and not (tmp_path / "c.png").exists()
