@@ -29,6 +29,16 @@ _LIBPNG = re.compile(r"^libpng (warning|error): IDAT: (?!Too much image data|Ext
 _OPENCV_ERROR = re.compile(r"^\[\s*ERROR:[^\]]*\]\s*(?:global\s+)?(?:\S+:\d+\s+)?(.*)")
 # stderr and OpenCV's log level belong to the process: one thread at a time points them elsewhere
 _STDERR_LOCK = threading.Lock()
+# OpenCV's log level: cv2.utils.logging in OpenCV 5, cv2.setLogLevel/getLogLevel (same numbers) in 4.x
+_CV_LOG = getattr(cv2.utils, "logging", cv2)
+LOG_LEVEL_SILENT, LOG_LEVEL_ERROR = 0, 2
+
+
+def set_opencv_log_level(level: int) -> int:
+    """Set OpenCV's log level (``LOG_LEVEL_*``); returns the level it had."""
+    old = _CV_LOG.getLogLevel()
+    _CV_LOG.setLogLevel(level)
+    return old
 
 
 @contextmanager
@@ -52,9 +62,7 @@ def _captured():
     except OSError:  # no stderr at all (closed by a daemon): nothing to catch, nothing would be seen
         yield lines
         return
-    logging = cv2.utils.logging
-    level = logging.getLogLevel()
-    logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    level = set_opencv_log_level(LOG_LEVEL_ERROR)
     if sys.stderr:
         sys.stderr.flush()
     try:
@@ -70,7 +78,7 @@ def _captured():
                 lines.extend(sink.read().decode("utf-8", "replace").splitlines())
     finally:
         os.close(saved)
-        logging.setLogLevel(level)
+        set_opencv_log_level(level)
 
 
 def corruption(lines):

@@ -11,6 +11,7 @@ import io
 import os
 import struct
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,7 @@ def page_offsets(path: str | os.PathLike) -> list[int | None]:
     path = Path(path)
     kind = _kind(path)
     if kind == "pdf":
-        with _open_pdf(path) as pdf:
+        with closing(_open_pdf(path)) as pdf:  # closing(): pypdfium2 4.x documents are no context managers
             return [None] * len(pdf)
     if kind == "tiff":
         return _tiff_offsets(path)
@@ -269,7 +270,7 @@ def _read_pdf_page(path, number, dpi):
     import pypdfium2 as pdfium
     import pypdfium2.raw as raw
 
-    with _open_pdf(path) as pdf:
+    with closing(_open_pdf(path)) as pdf:  # closing(): pypdfium2 4.x documents are no context managers
         if not 1 <= number <= len(pdf):
             raise PageError(f"{path}: has no page {number} ({len(pdf)} pages)")
         try:  # a page pdfium cannot load or render (a broken page tree, a damaged content stream)

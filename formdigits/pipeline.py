@@ -28,6 +28,7 @@ import numpy as np
 
 from . import orient
 from .classifier import Classifier
+from .damage import LOG_LEVEL_SILENT, set_opencv_log_level
 from .layout import analyze
 from .output import Row
 from .pages import IMAGE_SUFFIXES, Page, PageError, check_pdf_dpi, page_offsets, read_page
@@ -234,7 +235,7 @@ def reuse_memory():
 
 def quiet_opencv():
     """OpenCV logs its decoders' complaints to stderr; the scan reports unreadable files itself."""
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    set_opencv_log_level(LOG_LEVEL_SILENT)
 
 
 def plan_pages(paths: Iterable[str], pdf_dpi: str | float = "auto", keep_images: bool = False,

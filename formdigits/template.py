@@ -210,7 +210,8 @@ def register(template: Template, boxes: list) -> "Registration":
     pkeys = [_shape_key(b.kind, len(b.cells)) for b in boxes]
     # hypotheses: template box i is page box k (same shape) -> scale and shift
     hyp: list[tuple] = []
-    for i in np.argsort(-T[:, 2] * T[:, 3])[:8]:  # the largest boxes are enough to vote, and fewest alike
+    # the largest boxes are enough to vote, and fewest alike (a stable sort: ties in one order on every numpy)
+    for i in np.argsort(-T[:, 2] * T[:, 3], kind="stable")[:8]:
         if len(hyp) >= MAX_HYPOTHESES:  # a page of many boxes alike: enough from fewer template boxes
             break
         _, _, tw, th = T[i]

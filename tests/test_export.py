@@ -3,9 +3,10 @@
 import json
 
 import numpy as np
-import onnx
 import pytest
-import torch
+
+onnx = pytest.importorskip("onnx")  # the train extra
+torch = pytest.importorskip("torch")
 
 from formdigits.classifier import LABELS, Classifier
 from formdigits.errors import ModelError

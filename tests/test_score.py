@@ -63,6 +63,7 @@ def test_exact_scores(files):
 
 
 def test_cli_text_json_and_plot(files, tmp_path):
+    pytest.importorskip("matplotlib")  # the plot extra
     pred, truth = files
     r = CliRunner().invoke(main, ["score", str(pred), str(truth), "--json", "--plot", str(tmp_path / "c.png")])
     assert r.exit_code == 0, r.output

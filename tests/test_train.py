@@ -5,8 +5,9 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
+
+torch = pytest.importorskip("torch")  # the train extra
 
 from formdigits.cli import main
 from formdigits.train import loop
