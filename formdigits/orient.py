@@ -29,7 +29,7 @@ UPRIGHT, UNSURE, UPSIDE_DOWN = -1, 0, 1
 ORIENTATION_NOTE = "page orientation uncertain: it reads about as well upside down"
 
 
-def judge(clf, probs, x, pages, reader=None, strips=None):
+def judge(clf, probs, x, pages, reader=None, strips=None, upright=None):
     """Per page, ``UPRIGHT``, ``UPSIDE_DOWN`` or ``UNSURE``, from how its sample crops read turned round.
 
     ``pages`` holds, per page, the indices of its sample crops into ``probs``
@@ -46,7 +46,8 @@ def judge(clf, probs, x, pages, reader=None, strips=None):
     ``reader``, ``strips``: the sequence reader and, per page, its fields'
     preprocessed strips; pages still unsure are judged on them (the same
     statistic, from each strip's likeliest reading: on the held-out set's
-    upright pages -8.0 to -3.0, upside down +2.4 to +6.9).
+    upright pages -8.0 to -3.0, upside down +2.4 to +6.9). ``upright``: per page, the
+    probabilities the reader already gave those strips as they are (None: read them here).
     """
     verdicts = _judge(clf, probs, x, [None if i is None else i[:FIRST] for i in pages])
     more = [i if v != UPRIGHT and i is not None and len(i) > FIRST else None for i, v in zip(pages, verdicts)]
@@ -54,7 +55,8 @@ def judge(clf, probs, x, pages, reader=None, strips=None):
         verdicts = [v if i is None else w for i, v, w in zip(more, verdicts, _judge(clf, probs, x, more))]
     if reader is not None and UNSURE in verdicts:
         unsure = [k for k, v in enumerate(verdicts) if v == UNSURE and len(strips[k]) >= MIN_SAMPLE]
-        for k, gain in zip(unsure, _strip_gains(reader, [strips[k] for k in unsure])):
+        known = None if upright is None else [upright[k] for k in unsure]
+        for k, gain in zip(unsure, _strip_gains(reader, [strips[k] for k in unsure], known)):
             verdicts[k] = _verdict(gain)
     return verdicts
 
@@ -81,14 +83,20 @@ def _verdict(gain):
     return UPSIDE_DOWN if z > SURE_Z else UPRIGHT if z < -SURE_Z else UNSURE
 
 
-def _strip_gains(reader, pages):
-    """Per page, each strip's gain in log-probability of its likeliest reading when turned round."""
+def _strip_gains(reader, pages, upright=None):
+    """Per page, each strip's gain in log-probability of its likeliest reading when turned round
+    (``upright``: per page, the strips' probabilities as they are, when already read)."""
     every = [s for strips in pages for s in strips]
     if not every:
         return []
     turned = [np.ascontiguousarray(s[::-1, ::-1]) for s in every]
-    log_p = np.log(np.maximum([r.probability for r in reader.read_inputs(every + turned)], 1e-6))
-    gain = log_p[len(every) :] - log_p[: len(every)]
+    if upright is None:
+        found = [r.probability for r in reader.read_inputs(every + turned)]
+        upright, found = [found[: len(every)]], found[len(every) :]
+    else:
+        found = [r.probability for r in reader.read_inputs(turned)]
+    log_up = np.log(np.maximum([p for page in upright for p in page], 1e-6))
+    gain = np.log(np.maximum(found, 1e-6)) - log_up
     return np.split(gain, np.cumsum([len(strips) for strips in pages])[:-1])
 
 

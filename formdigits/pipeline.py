@@ -55,6 +55,7 @@ class _PageWork:
     boxes: list = field(default_factory=list)  # (x, y, w, h, kind) in original page pixels
     fields: list = field(default_factory=list)  # per box: (notes, slots); slots as FieldCut.shapes() gives them
     strips: list = field(default_factory=list)  # per box: its strip and wide strip, ready for the sequence reader
+    readings: list | None = None  # per box: the sequence reader's readings of them (None: not read)
     crops: list | None = None  # every digit crop (uint8 ink), in slot order
     image: object = None  # kept only for debug pictures
     error: str = ""
@@ -307,7 +308,8 @@ def read_tasks(tasks: Iterable[PageTask], clf: Classifier, strips: StripReader |
         samples = [None if work.task.turn else work.first_crop + np.array(work.slot_firsts[: orient.SAMPLE], int)
                    for work in pending]  # a page already turned round is not judged again
         fields = [[s for s, _ in work.strips if s is not None] for work in pending]
-        for work, verdict in zip(pending, orient.judge(clf, probs, x, samples, strips, fields)):
+        upright = [[r.probability for r, _ in work.readings or [] if r is not None] for work in pending]
+        for work, verdict in zip(pending, orient.judge(clf, probs, x, samples, strips, fields, upright)):
             log.debug("%s: page %d: orientation %s%s", work.file, work.page, VERDICTS[verdict],
                       "" if verdict == orient.UPRIGHT else ": read again turned round")  # fmt: skip
             if verdict != orient.UPRIGHT:
