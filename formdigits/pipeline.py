@@ -56,6 +56,7 @@ class _PageWork:
     fields: list = field(default_factory=list)  # per box: (notes, slots); slots as FieldCut.shapes() gives them
     strips: list = field(default_factory=list)  # per box: its strip and wide strip, ready for the sequence reader
     readings: list | None = None  # per box: the sequence reader's readings of them (None: not read)
+    chosen: list | None = None  # per box, per slot: indices of the crops read as its digits (recognize.read)
     crops: list | None = None  # every digit crop (uint8 ink), in slot order
     image: object = None  # kept only for debug pictures
     error: str = ""
@@ -65,6 +66,8 @@ class _PageWork:
     names: list | None = None  # template field names, one per box
     rules: list | None = None  # template field rules, one per box
     turned: int = 0  # the page was turned this many degrees clockwise to read it
+    matrix: object = None  # 2x3 affine, original page -> deskewed page (layout.Layout.matrix)
+    deskewed: list = field(default_factory=list)  # per box: (x, y, w, h) in the deskewed page
     damage: str = ""  # the decoder reported corrupt data: every row goes to review (pages.Page.damage)
     task: object = None
     rows: list[Row] = field(default_factory=list)
@@ -171,6 +174,7 @@ def analyse_page(task: PageTask) -> _PageWork:
         for box in boxes:
             cut = cut_field(ink, box, line_level)
             work.boxes.append((*layout.original_box(box), box.kind))
+            work.deskewed.append((box.x, box.y, box.w, box.h))
             work.fields.append((cut.notes + ([SMALL_NOTE] if box.small else []), cut.shapes()))
             work.strips.append(_strips(cut, task.strip_params))
             for slot in cut.slots:
@@ -178,9 +182,9 @@ def analyse_page(task: PageTask) -> _PageWork:
                     work.slot_firsts.append(len(crops))
                 crops.extend(slot.crops)
         work.crops = crops
-        work.turned, work.damage = layout.turned, page.damage
+        work.turned, work.damage, work.matrix = layout.turned, page.damage, layout.matrix
     except Exception as e:  # a page that breaks the analysis must not stop the batch
-        work.boxes, work.fields, work.strips = [], [], []
+        work.boxes, work.fields, work.strips, work.deskewed = [], [], [], []
         work.error = f"{file}: page {number}: analysis failed: {type(e).__name__}: {e}"
     if task.keep_image:
         work.image = page.image

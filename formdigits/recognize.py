@@ -258,5 +258,6 @@ def read(clf, x, works, min_confidence, strips=None):
     final = second_look(clf, x, probs, [f for page, _ in chosen for f in page]) if len(x) else None
     for work, (page, shares), readings in zip(works, chosen, read_strips(strips, works)):
         work.readings = readings  # the sequence reader's, kept for the orientation test
+        work.chosen = page  # per field, per slot: the indices (into x) of the crops read (see fieldview)
         work.rows = make_rows(work, final, page, clf.labels, min_confidence, shares, readings, x.crops)
     return probs
