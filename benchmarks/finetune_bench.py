@@ -141,11 +141,12 @@ def main():
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--tune-pages", type=int, default=24)
     ap.add_argument("--fresh-pages", type=int, default=24)
-    ap.add_argument("--classic-pages", type=int, default=12)
+    ap.add_argument("--classic-pages", type=int, default=30)
     ap.add_argument("--tune-seed", type=int, default=20100)
     ap.add_argument("--fresh-seed", type=int, default=20200)
     ap.add_argument("--classic-seed", type=int, default=20300)
     ap.add_argument("--epochs", type=int, default=0, help="fine-tune epochs [default: train --finetune's]")
+    ap.add_argument("--lr", type=float, default=0, help="fine-tune peak learning rate [default: train --finetune's]")
     ap.add_argument("--limit", type=int, default=0, help="MNIST replay digits [default: train --finetune's]")
     ap.add_argument("--run", default="ft", help="fine-tune folder inside OUT (to compare settings on the same pages)")
     ap.add_argument("--data-dir", default=os.environ.get("FORMDIGITS_MNIST_DIR"))
@@ -175,6 +176,7 @@ def main():
     cmd += ["--data-dir", a.data_dir] if a.data_dir else []
     cmd += ["--epochs", str(a.epochs)] if a.epochs else []
     cmd += ["--limit", str(a.limit)] if a.limit else []
+    cmd += ["--lr", str(a.lr)] if a.lr else []
     subprocess.run(cmd, check=True)
     times["finetune"] = time.perf_counter() - t
     tuned = run / "formdigits-int8.onnx"
