@@ -312,7 +312,10 @@ def synth(out_dir, pages, seed, style, separators, spacing, pen, formats, pages_
 @click.option("--reader", type=click.Choice(["digit", "strip", "both"]), default="both", show_default=True,
               help="Which model to train: digit (the cutting reader's digit CNN), strip (the sequence reader, "
                    "a CRNN trained with CTC on digit strings composed from MNIST train digits), or both.")
-@click.option("--epochs", default=40, show_default=True, type=click.IntRange(1), help="Digit CNN: epochs.")
+@click.option("--finetune", is_flag=True, help="Digit CNN only: start from the shipped model and fine-tune it on "
+              "--extra-data (needed) mixed with a replay sample of MNIST, BatchNorm frozen; defaults then: "
+              "--epochs 3, --lr 3e-4, --limit 6000. The sequence reader is not fine-tuned (see --init).")
+@click.option("--epochs", type=click.IntRange(1), help="Digit CNN: epochs [default: 40].")
 @click.option("--steps", default=6000, show_default=True, type=click.IntRange(1),
               help="Sequence reader: training steps of 64 composed strings.")
 @click.option("--init", type=click.Path(dir_okay=False, exists=True),
@@ -325,7 +328,7 @@ def synth(out_dir, pages, seed, style, separators, spacing, pen, formats, pages_
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--val-size", default=1000, show_default=True, type=click.IntRange(100),
               help="Last N training digits held out for the validation curve and calibration.")
-@click.option("--limit", default=0, type=click.IntRange(0), help="Train on the first N digits only (quick runs).")
+@click.option("--limit", type=click.IntRange(0), help="Train on the first N digits only (quick runs) [default: all].")
 @click.option("--test-limit", default=0, type=click.IntRange(0), help="Report on the first N test digits only.")
 @click.option("--workers", default=-1, type=click.IntRange(-1), help="Data-loading processes [default: by machine].")
 @click.option("--download/--no-download", default=True, show_default=True,
@@ -334,8 +337,8 @@ def synth(out_dir, pages, seed, style, separators, spacing, pen, formats, pages_
 @click.option("--force", is_flag=True, help="Overwrite the models already in OUT_DIR.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @library_errors
-def train(data_dir, extra_data, out_dir, reader, epochs, steps, init, batch_size, lr, device, seed, val_size, limit,
-          test_limit, workers, download, resume, force, quiet):  # fmt: skip
+def train(data_dir, extra_data, out_dir, reader, finetune, epochs, steps, init, batch_size, lr, device, seed, val_size,
+          limit, test_limit, workers, download, resume, force, quiet):  # fmt: skip
     """Train the two readers' models and export them to ONNX (CUDA when PyTorch sees a GPU).
 
     \b
@@ -349,14 +352,17 @@ def train(data_dir, extra_data, out_dir, reader, epochs, steps, init, batch_size
     """
     from .train.runs import run_folder
 
+    if finetune and (reader == "strip" or not extra_data):
+        raise click.UsageError("--finetune fine-tunes the digit CNN on --extra-data DIR: give it, not --reader strip")
+    reader = "digit" if finetune else reader
     out_dir = run_folder(out_dir, reader, resume, force)
     _need_torch("train")
     if reader in ("digit", "both"):
-        from .train.loop import TrainConfig, train as run
+        from .train.finetune import train_config
+        from .train.loop import train as run
 
-        config = TrainConfig(epochs=epochs, batch_size=batch_size, device=device, seed=seed, val_size=val_size,
-                             limit=limit, test_limit=test_limit, workers=workers)  # fmt: skip
-        config.lr = lr or config.lr
+        config = train_config(finetune, epochs=epochs, lr=lr, limit=limit, batch_size=batch_size, device=device,
+                              seed=seed, val_size=val_size, test_limit=test_limit, workers=workers)  # fmt: skip
         metrics = run(out_dir, data_dir, extra_data, config, resume=resume, download=download, progress=not quiet)
         click.echo(f"test accuracy {metrics['test_accuracy']:.2%} on {metrics['test_n']} MNIST test digits; "
                    f"non-digits rejected {metrics['nondigit_rejected']:.1%}; model: {out_dir}/formdigits.onnx",

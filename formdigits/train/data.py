@@ -23,6 +23,7 @@ IMAGE_SUFFIXES = pages.IMAGE_SUFFIXES - {".pdf"}  # single-image crops
 def load_extra(folder):
     """User-labelled crops from ``folder/<digit>/*.png`` (and ``folder/reject/`` for non-digits).
 
+    ``folder/strips/`` (whole-field strips written by ``--export-crops``) is not read here.
     Returns ``(crops, labels)``: uint8 ink crops (dark ink on light paper is inverted)
     and their class indices.
     """
@@ -30,7 +31,7 @@ def load_extra(folder):
     if not folder.is_dir():
         raise DataError(f"{folder}: --extra-data must be a folder of <digit>/ subfolders")
     crops, labels = [], []
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "strips"):
         if sub.name not in LABELS:
             raise DataError(f"{sub}: folder name must be a digit 0-9 or '{REJECT}'")
         for path in sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):

@@ -44,6 +44,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = -1  # data-loading processes (-1: choose from the machine)
+    extra_repeat: int = 10  # each user crop (extra_data) is seen this many times per epoch
+    finetune: str = ""  # start from this exported float ONNX model's weights, BatchNorm frozen (see finetune.py)
 
 
 def _ema(decay):
@@ -184,12 +186,20 @@ def train(out_dir=None, data_dir=None, extra_data=None, config=None, model_confi
     test_x, test_y = as_tensors(test_images, test_labels)
     nondigit_x, _ = as_tensors(augment.nondigit_set(2000, augment.NONDIGIT_TEST_SEED, test_images), np.zeros(2000))
     extra = load_extra(extra_data) if extra_data else None
+    if config.finetune and extra is None:
+        raise DataError("a fine-tune needs the user's crops (extra_data: DIR/<digit>/*.png)")
     dataset = TrainingSet(images, labels, config.seed, int(config.nondigit_fraction * len(images)), extra,
-                          augment_prob=config.augment_prob)
+                          extra_repeat=config.extra_repeat, augment_prob=config.augment_prob)  # fmt: skip
 
     workers = config.workers if config.workers >= 0 else min(8, os.cpu_count() or 1) if device.type == "cuda" else 1
     cuda = device.type == "cuda"
-    model = DigitNet(model_config).to(device)
+    if config.finetune:  # the exported model's weights (its own architecture), BatchNorm frozen below
+        from .finetune import freeze_batchnorm, model_from_onnx
+
+        model = model_from_onnx(config.finetune)[0].to(device)
+        model_config = model.config
+    else:
+        model = DigitNet(model_config).to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema(config.ema_decay), use_buffers=True)
@@ -213,6 +223,8 @@ def train(out_dir=None, data_dir=None, extra_data=None, config=None, model_confi
             pin_memory=cuda, generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
         )  # fmt: skip
         model.train()
+        if config.finetune:
+            freeze_batchnorm(model)
         t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=True)
         for xb, yb in bar:
@@ -258,6 +270,7 @@ def train(out_dir=None, data_dir=None, extra_data=None, config=None, model_confi
         "epochs": config.epochs, "device": str(device), "history": history,
         "train_seconds": sum(h["seconds"] for h in history), "train_digits": len(images),
         "extra_crops": len(extra[0]) if extra else 0,
+        "finetune_from": Path(config.finetune).name if config.finetune else "",
     })  # fmt: skip
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     from .export import calibration_inputs, export_checkpoint, quantize_model
