@@ -183,6 +183,11 @@ class ReviewServer(ThreadingHTTPServer):
         self.app = app
         super().__init__(("127.0.0.1", port), Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that went away mid-answer (a reload) is no error; the rest are reported."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/?token={self.app.token}"
