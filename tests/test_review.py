@@ -289,3 +289,29 @@ def test_only_the_pages_the_csv_names_are_served(served):
     payload = json.loads(data)
     assert status == 200 and payload["image"].startswith("data:image/png;base64,") and payload["crops"]
     assert request(server, "GET", "/api/item?row=999999", token=app.token)[0] == 404
+
+
+def test_the_command_serves_until_interrupted(samples_scan, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from urllib.parse import urlsplit
+
+    path = tmp_path / "out.csv"
+    shutil.copy(samples_scan, path)
+    proc = subprocess.Popen([sys.executable, "-m", "formdigits", "review", str(path), "--no-browser"],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    try:
+        lines = [proc.stderr.readline(), proc.stderr.readline()]
+        url = lines[1].split()[2]
+        assert "fields" in lines[0] and url.startswith("http://127.0.0.1:") and "token=" in url, lines
+        parts = urlsplit(url)
+        c = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        c.request("GET", "/?" + parts.query)
+        assert c.getresponse().status == 200
+        c.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=30)[1]
+    assert proc.returncode == 0 and "stopped" in rest, rest

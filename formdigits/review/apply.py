@@ -21,8 +21,8 @@ def _row(table: Table, cells: list[str]) -> Row:
     status = get["status"]
     try:
         field: int | str = int(get["field"]) if get["field"].isdigit() and "form" not in get else get["field"]
-        return Row(get["file"], int(get["page"]), field, *(int(get[c] or 0) for c in ("x", "y", "w", "h")),
-                   value=get["value"], confidence=float(get["confidence"] or 0),
+        x, y, w, h = (int(get[c] or 0) for c in ("x", "y", "w", "h"))
+        return Row(get["file"], int(get["page"]), field, x, y, w, h, value=get["value"], confidence=float(get["confidence"] or 0),
                    digit_confidences=[float(p) for p in get.get("digit_confidences", "").split()], status=status,
                    error=get["error"], form=get.get("form", ""))  # fmt: skip
     except ValueError:

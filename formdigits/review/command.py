@@ -94,13 +94,25 @@ def review(scan_csv, include_ok, forms, fields, reasons, html_out, reviewed, app
         click.echo(f"formdigits: nothing to review in {scan_csv}" + (" with these filters" if forms or fields or
                    reasons else f" (no review rows{'' if include_ok else '; --all queues the ok ones'})"), err=True)  # fmt: skip
         return
-    views = Views(Path(scan_csv).resolve().parent, _readers(model, strip_model, readers), pdf_dpi)
+    base = Path(scan_csv).resolve().parent
+    _warn_missing(queue, base)
+    views = Views(base, _readers(model, strip_model, readers), pdf_dpi)
     if html_out:
         _write_html(state, queue, views, html_out, scan_csv)
         return
     from .server import ReviewApp, serve
 
     serve(ReviewApp(state, queue, views), port, open_browser=not no_browser, say=lambda t: click.echo(t, err=True))
+
+
+def _warn_missing(queue, base):
+    from .views import resolve
+
+    missing = sorted({it.file for it in queue if not resolve(it.file, base).is_file()})
+    if missing:
+        click.echo(f"formdigits: warning: {len(missing)} page file(s) not found, e.g. {missing[0]!r} (names are taken "
+                   "from the working folder, then from the CSV's): their fields show no image; run review where the "
+                   "scan ran", err=True)  # fmt: skip
 
 
 def _readers(model, strip_model, readers):

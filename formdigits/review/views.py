@@ -18,7 +18,7 @@ from typing import Any
 
 from .queue import Item
 
-CACHED_PAGES = 6
+CACHED_PAGES = 24  # a page's views hold only its fields' cuts (not the page): small
 MAX_PAGE_SIDE = 2000  # the whole page image is sent at most this many pixels on its longer side
 
 
