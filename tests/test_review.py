@@ -311,6 +311,9 @@ def test_the_command_serves_until_interrupted(samples_scan, tmp_path):
         c.request("GET", "/?" + parts.query)
         assert c.getresponse().status == 200
         c.close()
+        second = subprocess.run([sys.executable, "-m", "formdigits", "review", str(path), "--no-browser"],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert second.returncode == 1 and "another `formdigits review` is serving it" in second.stderr
     finally:
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=30)[1]

@@ -100,9 +100,11 @@ def review(scan_csv, include_ok, forms, fields, reasons, html_out, reviewed, app
     if html_out:
         _write_html(state, queue, views, html_out, scan_csv)
         return
+    from .queue import one_reviewer
     from .server import ReviewApp, serve
 
-    serve(ReviewApp(state, queue, views), port, open_browser=not no_browser, say=lambda t: click.echo(t, err=True))
+    with one_reviewer(state):
+        serve(ReviewApp(state, queue, views), port, open_browser=not no_browser, say=lambda t: click.echo(t, err=True))
 
 
 def _warn_missing(queue, base):

@@ -18,7 +18,8 @@ import stat
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -240,3 +241,23 @@ def record(state: State, item: Item, action: str, typed: str = "") -> Review:
             state.reviews[item.row] = old
             raise
     return review
+
+
+@contextmanager
+def one_reviewer(state: State) -> Iterator[None]:
+    """While inside, no other ``formdigits review`` serves the same reviewed file (they would overwrite each
+    other's decisions): DataError at once if one does. An advisory lock on the scan CSV (read-only, never written)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        yield
+        return
+    with open(state.table.path, "rb") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(f"{state.table.path}: another `formdigits review` is serving it (open the URL it printed, "
+                            "or stop it first)") from None  # fmt: skip
+        except OSError:  # a file system without locks: go on without
+            pass
+        yield
