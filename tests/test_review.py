@@ -203,7 +203,7 @@ def test_export_crops_is_wired_to_corrections(tmp_path, monkeypatch):
 
     def fake(reviewed_csv, out_dir, classifier=None, strips=None):
         seen.update(reviewed=Path(reviewed_csv), out=Path(out_dir), classifier=classifier)
-        return {"digits": 0}
+        return {"crops": {"1": 2}, "strips": 1, "fields": 1, "skipped": {}, "unchecked": 4}
 
     monkeypatch.setattr(corrections, "export_crops", fake)
     r = CliRunner().invoke(main, ["review", str(path), "--export-crops", str(tmp_path / "crops")])

@@ -157,10 +157,10 @@ def _finish(scan_csv, apply_from, reviewed, output, fmt, export_crops, models):
         if not Path(source).is_file():
             raise click.ClickException(f"{source}: no reviewed file: review first (formdigits review {scan_csv})")
         try:
-            from ..corrections import export_crops as export
+            from .. import corrections
         except ImportError:
             raise click.ClickException("--export-crops needs formdigits.corrections (not in this version)") from None
         clf, strips = _readers(*models)
-        counts = export(source, export_crops, classifier=clf, strips=strips)
-        click.echo(f"formdigits: labelled crops written to {export_crops}: " + ", ".join(f"{n} {k}" for k, n in
-                   counts.items()), err=True)  # fmt: skip
+        result = corrections.export_crops(source, export_crops, classifier=clf, strips=strips)
+        told = corrections.summary(result) if hasattr(corrections, "summary") else result
+        click.echo(f"formdigits: {export_crops}: {told}", err=True)
