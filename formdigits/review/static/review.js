@@ -130,7 +130,8 @@
   }
   function advance() {
     const k = nextOpen(cur, true);
-    if (k === -1 || k === cur) { finished(); return; }
+    if (k === -1) { finished(); return; }
+    if (k === cur) { showError("This is the last item not checked."); show(k); return; }
     show(k);
   }
   function finished() {
