@@ -63,7 +63,15 @@
     }));
   }
   function setSaved(text, failed) { const s = $("saved"); s.textContent = text; s.classList.toggle("failed", !!failed); }
-  function showError(text) { const e = $("error"); e.textContent = text; e.hidden = false; setTimeout(() => { e.hidden = true; }, 8000); }
+  let errorTimer = 0;
+  function showError(text, info) {
+    const e = $("error");
+    e.textContent = text;
+    e.classList.toggle("info", !!info);
+    e.hidden = false;
+    clearTimeout(errorTimer);
+    errorTimer = setTimeout(() => { e.hidden = true; }, info ? 2500 : 8000);
+  }
 
   // ---- the static page's export: the reviewed file, as the server writes it
   function csvCell(s) { return /[",\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s; }
@@ -131,7 +139,7 @@
   function advance() {
     const k = nextOpen(cur, true);
     if (k === -1) { finished(); return; }
-    if (k === cur) { showError("This is the last item not checked."); show(k); return; }
+    if (k === cur) { showError("This is the last item not checked.", true); show(k); return; }
     show(k);
   }
   function finished() {
