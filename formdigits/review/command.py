@@ -135,7 +135,7 @@ def _write_html(state, queue, views, html_out, scan_csv):
             payloads[it.row] = views.payload(it)
             hrefs[it.row] = page_href(it.file, views.base, html_out)
     views.close()
-    write_static(html_out, static_config(state, queue, payloads, html_out, hrefs))
+    write_static(html_out, static_config(state, queue, payloads, hrefs))
     click.echo(f"formdigits: {len(queue)} fields to review in {html_out}: open it in a browser; its button "
                f"downloads {state.path.name}; then: formdigits review {scan_csv} --apply {state.path.name} "
                "-o final.csv", err=True)  # fmt: skip

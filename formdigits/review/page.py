@@ -72,7 +72,7 @@ def server_config(state: State, queue: Sequence[Item], csrf: str) -> dict[str, A
     return {**base_config(state, queue, str(state.table.path)), "mode": "server", "csrf": csrf}
 
 
-def static_config(state: State, queue: Sequence[Item], payloads: dict[int, dict], html_path: str | os.PathLike,
+def static_config(state: State, queue: Sequence[Item], payloads: dict[int, dict],
                   hrefs: dict[int, str]) -> dict[str, Any]:  # fmt: skip
     """The self-contained page's data: the rows (to export the reviewed file), images, links to the pages.
 

@@ -178,22 +178,29 @@
     $("tally").textContent = Object.entries(tally).map(([k, n]) => nf.format(n) + " " + k).join(" · ");
   }
   const MARK = { verified: "✓", corrected: "✎", illegible: "?", rejected: "✕" };
+  let lis = [];  // the queue's list items, one per item in order (built when the filters change)
   function renderQueue() {
     const list = $("queue-list");
-    list.replaceChildren();
-    order.forEach((it, k) => {
-      const r = reviews.get(it.row);
-      const li = el("li", (r ? r.status : "") + (k === cur ? " current" : ""));
-      li.appendChild(el("span", "mark", r ? MARK[r.status] : "·"));
-      li.appendChild(el("span", "v", r && r.status === "corrected" ? r.value : it.value || "–"));
+    lis = order.map((it, k) => {
+      const li = el("li");
+      li.appendChild(el("span", "mark"));
+      li.appendChild(el("span", "v"));
       li.appendChild(el("span", "c", pct(it.confidence)));
       li.title = it.file + " · page " + it.page + " · field " + it.field;
       li.addEventListener("click", () => { show(k); });
-      list.appendChild(li);
+      return li;
     });
-    const now = list.children[cur];
-    if (now) now.scrollIntoView({ block: "nearest" });
+    list.replaceChildren(...lis);
+    lis.forEach((_, k) => queueRow(k));
     renderProgress();
+  }
+  function queueRow(k) {  // one list item brought up to date
+    const li = lis[k], it = order[k];
+    if (!li || !it) return;
+    const r = reviews.get(it.row);
+    li.className = (r ? r.status : "") + (k === cur ? " current" : "");
+    li.children[0].textContent = r ? MARK[r.status] : "·";
+    li.children[1].textContent = r && r.status === "corrected" ? r.value || "(blank)" : it.value || "–";
   }
   function renderCurrent(it) {
     $("card").classList.toggle("empty", !it);
@@ -254,10 +261,14 @@
   }
   function show(k) {
     $("done").hidden = true;
+    const was = cur;
     cur = k;
     const it = k >= 0 ? order[k] : null;
     renderCurrent(it);
-    renderQueue();
+    queueRow(was);
+    queueRow(k);
+    if (lis[k]) lis[k].scrollIntoView({ block: "nearest" });
+    renderProgress();
     if (!it) { if (!order.length || nextOpen(-1, true) === -1) finished(); return; }
     input.focus();
     input.select();
