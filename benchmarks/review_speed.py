@@ -56,10 +56,10 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="fd-review-"))
     out = work / "out.csv"
-    subprocess.run([sys.executable, "-m", "formdigits", "scan", str(ROOT / "samples"), "-o", str(out), "-q"], check=True)
+    subprocess.run([sys.executable, "-m", "formdigits", "scan", "samples", "-o", str(out), "-q"], check=True, cwd=ROOT)
     table = load_table(out)
     queue = items(table, include_ok=True)
-    app = ReviewApp(load_state(table), queue, Views(work))
+    app = ReviewApp(load_state(table), queue, Views(ROOT))  # the names: samples/...
     server, _ = start(app)
     n = min(args.items or len(queue), len(queue))
     latencies, corrected = [], 0
