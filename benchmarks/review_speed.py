@@ -73,6 +73,7 @@ def main() -> None:
         for k in range(n):
             row = page.evaluate("window.formdigitsReview.current().row")
             if args.screenshot and k == args.shot_at:
+                page.wait_for_function("() => document.getElementById('saved').textContent.startsWith('saved')")
                 raw = work / "shot.png"
                 page.screenshot(path=raw)
                 args.screenshot.parent.mkdir(parents=True, exist_ok=True)
