@@ -277,7 +277,10 @@ def test_only_the_pages_the_csv_names_are_served(served):
     from urllib.parse import quote
 
     ok = request(server, "GET", f"/page?file={quote(it.file)}&page={it.page}", token=app.token)
-    assert ok[0] == 200 and ok[1]["Content-Type"] == "image/png" and ok[2].startswith(b"\x89PNG")
+    assert ok[0] == 200 and ok[1]["Content-Type"] == "image/jpeg" and ok[2].startswith(b"\xff\xd8")
+    boxed = request(server, "GET", f"/page?file={quote(it.file)}&page={it.page}&box=1,2,30,40", token=app.token)
+    assert boxed[0] == 200 and boxed[2] != ok[2]  # the field outlined
+    assert request(server, "GET", f"/page?file={quote(it.file)}&page={it.page}&box=1,x", token=app.token)[0] == 400
     here = Path(it.file)
     for file in ("../../../../etc/passwd", "/etc/passwd", str(here.parent / ".." / "samples" / here.name),
                  str(here.parent / "truth.csv"), str(Path(__file__)), it.file + "%00"):  # fmt: skip

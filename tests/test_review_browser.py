@@ -168,6 +168,8 @@ def test_hostile_file_names_are_shown_as_text(chromium, tmp_path, review_readers
         assert page.locator("img[src='x']").count() == 0 and page.locator("b, i").count() == 0
         assert page.locator("script").count() == 2  # the config (JSON) and the page's own script
         assert page.locator("#queue-list li").count() == len(HOSTILE)
+        href = page.locator("#page-link").get_attribute("href")  # a link to the page, never a script
+        assert href.startswith("page?token=" if mode == "server" else "./") and "<" not in href, href
     finally:
         if server:
             server.shutdown()

@@ -36,7 +36,7 @@ def item_json(it: Item) -> dict[str, Any]:
     """What the page knows of an item before its images come."""
     return {"row": it.row, "file": it.file, "page": it.page, "field": it.field, "form": it.form, "value": it.value,
             "confidence": it.confidence, "digits": it.digit_confidences, "status": it.status, "reason": it.reason,
-            "kind": it.kind}  # fmt: skip
+            "kind": it.kind, "box": list(it.box)}  # fmt: skip
 
 
 def _script_json(data: Any) -> str:

@@ -27,7 +27,7 @@ from ..errors import DataError
 from ..output import unquote
 from .page import csp, render, server_config
 from .queue import Item, State, record
-from .views import Views, page_png
+from .views import Views, page_jpeg
 
 MAX_BODY = 4096
 PREFETCH = 6  # items after the one asked for whose pages are read ahead
@@ -129,11 +129,14 @@ class Handler(BaseHTTPRequestHandler):
         key = (file, page)
         if page is None or key not in app.pages:
             return self._text(HTTPStatus.NOT_FOUND, "no such page in the CSV")
+        box = tuple(_int(v) for v in (query.get("box") or [""])[0].split(",")) if "box" in query else None
+        if box is not None and (len(box) != 4 or None in box):
+            return self._text(HTTPStatus.BAD_REQUEST, "box: x,y,w,h")
         try:
-            body = page_png(file, page, app.views.base, app.views.pdf_dpi)
+            body = page_jpeg(file, page, app.views.base, app.views.pdf_dpi, box)
         except Exception as e:  # noqa: BLE001  (a moved or damaged file: say so)
             return self._text(HTTPStatus.NOT_FOUND, f"{file}: page {page}: cannot be read: {e}")
-        self._send(200, body, "image/png")
+        self._send(200, body, "image/jpeg")
 
     def do_POST(self) -> None:  # noqa: N802
         query = self._allowed()

@@ -130,19 +130,25 @@ class Views:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def page_png(file: str, page: int, base: Path, pdf_dpi: str | float = "auto") -> bytes:
-    """A whole page as the scan read it (before deskewing), as PNG bytes, at most MAX_PAGE_SIDE pixels a side."""
+def page_jpeg(file: str, page: int, base: Path, pdf_dpi: str | float = "auto", box: tuple | None = None) -> bytes:
+    """A whole page as the scan read it (before deskewing), as JPEG bytes, at most MAX_PAGE_SIDE pixels a side;
+    ``box`` (x, y, w, h in the page's pixels): a field to outline on it."""
     import cv2
 
     from ..pages import read_page
 
     image = read_page(resolve(file, base), page, pdf_dpi).image
-    scale = MAX_PAGE_SIDE / max(image.shape)
+    scale = min(1.0, MAX_PAGE_SIDE / max(image.shape))
     if scale < 1:
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".png", image)
+    if box is not None:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        x, y, w, h = (int(round(v * scale)) for v in box)
+        pad = max(4, int(0.15 * h))
+        cv2.rectangle(image, (x - pad, y - pad), (x + w + pad, y + h + pad), (214, 87, 37), max(3, h // 12))
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 88])
     if not ok:
-        raise ValueError("cannot encode the page as PNG")
+        raise ValueError("cannot encode the page as JPEG")
     return buf.tobytes()
 
 

@@ -209,7 +209,7 @@
     $("where").textContent = it ? it.file + " · page " + it.page + " · field " + it.field + (it.form ? " · form " + it.form : "") : "";
     $("where").title = $("where").textContent;
     const link = $("page-link");
-    if (it) link.href = STATIC ? it.pageHref : "page?token=" + encodeURIComponent(token) + "&file=" + encodeURIComponent(it.file) + "&page=" + it.page;
+    if (it) link.href = STATIC ? it.pageHref : "page?token=" + encodeURIComponent(token) + "&file=" + encodeURIComponent(it.file) + "&page=" + it.page + "&box=" + it.box.join(",");
     link.hidden = !it;
     $("reason").textContent = it ? it.reason || (it.status === "ok" ? "accepted by the scan" : "low confidence") : "";
     $("reason").classList.toggle("accepted", !!it && it.status === "ok");
