@@ -1,6 +1,7 @@
 """The ``formdigits review`` command (registered by ``formdigits.cli``; imports only Click until it runs)."""
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -102,6 +103,10 @@ def review(scan_csv, include_ok, forms, fields, reasons, html_out, reviewed, app
         return
     from .queue import one_reviewer
     from .server import ReviewApp, serve
+
+    folder = state.path.resolve().parent
+    if not os.access(folder, os.W_OK) or (state.path.exists() and not os.access(state.path, os.W_OK)):
+        raise click.ClickException(f"{state.path}: cannot write the reviewed file there: give --reviewed FILE")
 
     with one_reviewer(state):
         serve(ReviewApp(state, queue, views), port, open_browser=not no_browser, say=lambda t: click.echo(t, err=True))

@@ -54,6 +54,11 @@ class ReviewApp:
                 continue
             self.pages.add(key)
 
+    def warm(self) -> None:
+        """Start reading the pages of the first items not checked (where the page opens), not waiting."""
+        todo = [it for it in self.queue if not self.state.reviews[it.row].status]
+        self.views.prefetch(todo[:PREFETCH], self.boxes)
+
     def item(self, row: int) -> dict:
         it = self.queue[self.position[row]]
         here = self.position[row]
@@ -207,6 +212,7 @@ def start(app: ReviewApp, port: int = 0) -> tuple[ReviewServer, threading.Thread
 def serve(app: ReviewApp, port: int = 0, open_browser: bool = True, say: Any = None) -> None:
     """Serve until Ctrl-C; print the URL (with its token), open the browser."""
     server = ReviewServer(app, port)
+    app.warm()
     say = say or (lambda text: print(text, file=sys.stderr))
     say(f"formdigits: reviewing {len(app.queue)} fields; corrections are saved to {app.state.path}")
     say(f"formdigits: open {server.url}   (Ctrl-C to stop)")
