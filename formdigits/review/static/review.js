@@ -285,7 +285,7 @@
   });
   document.addEventListener("keydown", (e) => {
     const it = order[cur];
-    if (e.target !== input && ["SELECT", "INPUT", "BUTTON", "A"].includes(e.target.tagName)) return;  // the filters' own keys
+    if (e.target !== input && ["SELECT", "INPUT"].includes(e.target.tagName)) return;  // the filters keep their keys
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     const k = e.key;
     if (k === "ArrowUp" || (k === "Tab" && e.shiftKey)) { e.preventDefault(); if (cur > 0) show(cur - 1); return; }
