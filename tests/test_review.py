@@ -317,6 +317,11 @@ def test_the_command_serves_until_interrupted(samples_scan, tmp_path):
         second = subprocess.run([sys.executable, "-m", "formdigits", "review", str(path), "--no-browser"],
                                 capture_output=True, text=True, timeout=60)  # fmt: skip
         assert second.returncode == 1 and "another `formdigits review` is serving it" in second.stderr
+        other = tmp_path / "other.csv"
+        shutil.copy(samples_scan, other)
+        taken = subprocess.run([sys.executable, "-m", "formdigits", "review", str(other), "--no-browser", "--port",
+                                str(parts.port)], capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert taken.returncode == 1 and "cannot listen there" in taken.stderr and "Traceback" not in taken.stderr
     finally:
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=30)[1]

@@ -174,3 +174,39 @@ def test_hostile_file_names_are_shown_as_text(chromium, tmp_path, review_readers
         if server:
             server.shutdown()
             server.server_close()
+
+
+def test_illegible_not_a_digit_field_uncheck_and_the_filters(chromium, review_copy, review_readers, tmp_path):
+    table = load_table(review_copy)
+    queue = items(table)
+    app = ReviewApp(load_state(table), queue, Views(tmp_path, review_readers))
+    server, _ = start(app)
+    try:
+        page = chromium.new_page()
+        page.goto(server.url)
+        a = shown(page)
+        page.keyboard.press("I")  # illegible
+        b = shown(page)
+        page.keyboard.press("x")  # not a digit field
+        c = shown(page)
+        page.keyboard.press("Enter")  # verified
+        shown(page)
+        page.keyboard.press("ArrowUp")
+        assert shown(page) == c
+        page.keyboard.press("u")  # unchecked again
+        page.wait_for_function("() => document.getElementById('saved').textContent.startsWith('saved to')")
+        assert {n: r.status for n, r in enumerate(load_state(table).reviews) if r.status} == {a: "illegible",
+                                                                                               b: "rejected"}  # fmt: skip
+        kinds = {it.kind for it in queue}
+        assert "readers disagree" in kinds
+        page.locator("#filter-reason").select_option("readers disagree")
+        want = [it.row for it in queue if it.kind == "readers disagree"]
+        assert page.evaluate("window.formdigitsReview.order()") == want
+        assert page.locator("#shown").inner_text() == f"{len(want)} of {len(queue)} shown"
+        assert page.evaluate("document.activeElement.id") == "reading"  # back to the keys at once
+        page.locator("#filter-open").check()
+        assert a not in page.evaluate("window.formdigitsReview.order()")
+    finally:
+        server.shutdown()
+        server.server_close()
+        app.views.close()

@@ -211,8 +211,10 @@ def start(app: ReviewApp, port: int = 0) -> tuple[ReviewServer, threading.Thread
 
 def serve(app: ReviewApp, port: int = 0, open_browser: bool = True, say: Any = None) -> None:
     """Serve until Ctrl-C; print the URL (with its token), open the browser."""
-    server = ReviewServer(app, port)
-    app.warm()
+    try:
+        server = ReviewServer(app, port)
+    except OSError as e:
+        raise DataError(f"127.0.0.1:{port}: cannot listen there: {e.strerror or e} (--port 0: a free port)") from None
     say = say or (lambda text: print(text, file=sys.stderr))
     say(f"formdigits: reviewing {len(app.queue)} fields; corrections are saved to {app.state.path}")
     say(f"formdigits: open {server.url}   (Ctrl-C to stop)")
@@ -221,11 +223,12 @@ def serve(app: ReviewApp, port: int = 0, open_browser: bool = True, say: Any = N
 
         threading.Timer(0.3, webbrowser.open, (server.url,)).start()
     try:
+        app.warm()  # after the lines: a page being decoded points stderr elsewhere for the while (damage.py)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
-        app.views.close()
+        app.views.close(wait=True)  # no page being decoded (and stderr pointed elsewhere) while we say so
         say(f"formdigits: stopped; {sum(app.state.counts(app.position).values())} of {len(app.queue)} checked, "
             f"in {app.state.path}")  # fmt: skip

@@ -126,8 +126,9 @@ class Views:
         return {"image": png_data_url(image), "size": [w, h], "inner": list(inner), "crops": [],
                 "note": "the reader no longer finds this box on the page: shown as cut, without the digit cuts"}  # fmt: skip
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def close(self, wait: bool = False) -> None:
+        """Stop reading pages (the one being read is finished when ``wait``)."""
+        self._pool.shutdown(wait=wait, cancel_futures=True)
 
 
 def page_jpeg(file: str, page: int, base: Path, pdf_dpi: str | float = "auto", box: tuple | None = None) -> bytes:
