@@ -423,5 +423,10 @@ def evaluate(model, data_dir, limit, device, as_json):
     click.echo(json.dumps(r) if as_json else "\n".join(report_lines(r)))
 
 
+from .review.command import review  # noqa: E402  (imports Click only: the web layer loads when the command runs)
+
+main.add_command(review)
+
+
 if __name__ == "__main__":
     sys.exit(main())
