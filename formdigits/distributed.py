@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 PAGES_PER_BATCH = 8  # analysed pages an actor classifies together (their crops in one batch)
 FILES_PER_TASK = 16  # at most this many input files read by one CPU task
 RAY_MISSING = 'the Ray engine needs Ray: pip install "formdigits[ray]"'
+# fault injection for the node-loss test: a task on a node started with this variable set notes itself in that
+# folder and hangs there, until the test kills the node
+HANG_FOR_TESTS = "FORMDIGITS_TEST_HANG_DIR"
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,9 @@ def analyse_files(batch: dict, settings: Settings) -> dict:
     from .pipeline import PageTask, analyse_page, plan_pages
 
     _init_process()
+    if os.environ.get(HANG_FOR_TESTS):
+        open(os.path.join(os.environ[HANG_FOR_TESTS], f"task-{os.getpid()}"), "w").close()
+        time.sleep(3600)
     out: dict[str, list] = {"shard": [], "seq": [], "page": [], "pages": [], "work": []}
     for path, shard, seq in zip(batch["path"], batch["shard"], batch["seq"]):
         path = str(path)

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -200,32 +201,48 @@ def test_s3_inputs_and_outputs(cluster, s3, tmp_path):
 
 
 def test_a_node_lost_mid_run_loses_no_page_and_writes_none_twice(cluster, pages, tmp_path):
-    """A second node (two CPUs) takes most of the work and is killed once the first shard is written: Ray runs
-    its tasks and actors again on the head; every page is in the output once, the same rows as locally."""
+    """A second node (two CPUs) is added; the tasks that land on it hang (fault injection: the node is started
+    with HANG_FOR_TESTS set) until the node is killed with them in flight, its actor too if it has it. Ray runs
+    them again on the head; every page is in the output once, the same rows as locally."""
     import ray
 
-    from formdigits.distributed import Settings, run_ray_scan
+    from formdigits.distributed import HANG_FOR_TESTS, Settings, run_ray_scan
     from formdigits.raycli import expand_inputs
     from formdigits.sequence import StripReader
 
     local = _local([pages], tmp_path / "local.csv")
-    node = cluster.add_node(num_cpus=2)
-    cluster.wait_for_nodes()
-    files = expand_inputs([str(pages)])
-    killed = []
-
-    def kill(index, path):
-        if not killed:
-            killed.append(index)
-            cluster.remove_node(node, allow_graceful=False)
-
-    settings = Settings(strip_params=StripReader().params)
+    hung = tmp_path / "hung"
+    hung.mkdir()
+    os.environ[HANG_FOR_TESTS] = str(hung)
     try:
-        summary = run_ray_scan(files, str(tmp_path / "out"), settings, shard_files=1, on_shard=kill)
+        node = cluster.add_node(num_cpus=2)  # its raylet and workers get the variable, the head's do not
     finally:
-        if not killed:
-            cluster.remove_node(node)
-    assert killed and len([n for n in ray.nodes() if n["Alive"]]) == 1
+        del os.environ[HANG_FOR_TESTS]
+    cluster.wait_for_nodes()
+    killed = threading.Event()
+
+    def kill_when_hung():
+        for _ in range(1200):
+            if any(hung.iterdir()):
+                cluster.remove_node(node, allow_graceful=False)
+                killed.set()
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_when_hung, daemon=True)
+    killer.start()
+    files = expand_inputs([str(pages)])
+    summary = run_ray_scan(files, str(tmp_path / "out"), Settings(strip_params=StripReader().params), shard_files=1)
+    killer.join(timeout=1)
+    if not killed.is_set():
+        cluster.remove_node(node)
+        pytest.fail("no task ran on the second node")
+    for _ in range(120):  # Ray sees the node gone
+        if len([n for n in ray.nodes() if n["Alive"]]) == 1:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("Ray never saw the node go")
     assert summary.pages == 18 and not summary.stopped
     assert _cli("merge", tmp_path / "out", "-o", "-").stdout_bytes == local
 
