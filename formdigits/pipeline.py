@@ -66,7 +66,7 @@ class _PageWork:
     rules: list | None = None  # template field rules, one per box
     turned: int = 0  # the page was turned this many degrees clockwise to read it
     damage: str = ""  # the decoder reported corrupt data: every row goes to review (pages.Page.damage)
-    task: object = None
+    task: Any = None  # the PageTask it was analysed from
     rows: list[Row] = field(default_factory=list)
 
 

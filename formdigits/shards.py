@@ -152,6 +152,7 @@ def stats_of(pages: Sequence[Sequence[Row]]) -> ShardStats:
 
 def read_stats(data: bytes, fmt: str, where: str) -> ShardStats:
     """The :class:`ShardStats` of a shard written before (``--resume``)."""
+    rows: list[tuple[Any, ...]]
     if fmt == "parquet":
         rows = [(r.file, r.page, r.status, r.error) for r in rows_of_parquet(data)]
     else:
