@@ -1,0 +1,157 @@
+"""The Ray engine against the local one on the same cores: pages/s, 1 node vs 2, memory per node, same rows.
+
+    python benchmarks/ray_bench.py /tmp/fd-bench --repeat 3                 # speed, interleaved A/B runs
+    python benchmarks/ray_bench.py /tmp/fd-bench --memory 2000 --repeat 0   # memory per node over 2,000 pages
+
+FOLDER is a set of pages (``scan_bench.py --out FOLDER`` makes one). Every run
+is ``formdigits scan`` in a subprocess over the same file list, as a user runs
+it: the local engine with 1 and 2 worker processes, and ``--engine ray`` on a
+Ray cluster of this machine started here (``ray.cluster_utils.Cluster``: a head
+node with one CPU, then a second node with one CPU added: "1 node" and "2
+nodes"; each node's processes are its own raylet and workers, so memory is
+sampled per node). Runs are interleaved (local 2, ray 2 nodes, local 1, ray
+1 node; repeated), each with the load average beside it, since the machine is
+shared. The Ray runs' merged CSV is compared byte for byte with the local CSV.
+``--memory N`` feeds the file list round and round until N pages, on 2 nodes,
+sampling each node's resident memory once a second. Prints one JSON object.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scan_bench import _tree_rss_mb  # noqa: E402
+
+from formdigits.pages import count_pages  # noqa: E402
+from formdigits.pipeline import expand_paths  # noqa: E402
+
+
+def load():
+    return round(os.getloadavg()[0], 2)
+
+
+def cpu_model():
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+def raylet_pids(cluster):
+    nodes = [cluster.head_node, *cluster.worker_nodes]
+    return [n.all_processes["raylet"][0].process.pid for n in nodes]
+
+
+def run(cmd, nodes=()):
+    """``(seconds, samples)``: the command's wall time; per second, the RSS (MB) of the command's process tree
+    and of each node (its raylet and everything under it)."""
+    samples, t = [], time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def sample():
+        while proc.poll() is None:
+            samples.append([round(time.perf_counter() - t, 1), round(_tree_rss_mb(proc.pid))]
+                           + [round(_tree_rss_mb(pid)) for pid in nodes])  # fmt: skip
+            time.sleep(1)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    err = proc.communicate()[1]
+    seconds = time.perf_counter() - t
+    th.join()
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{err[-3000:]}")
+    return seconds, samples
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of interleaved speed runs")
+    ap.add_argument("--memory", type=int, default=0, help="also a run of this many pages on 2 nodes, memory sampled")
+    ap.add_argument("--work", type=Path, default=None, help="scratch folder [default: a temporary one]")
+    args = ap.parse_args()
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="fd-raybench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    files = expand_paths([str(args.folder)], recursive=True)
+    pages = sum(count_pages(f) for f in files)
+    listing = work / "files.txt"
+    listing.write_text("".join(f + "\n" for f in files))
+    scan = [sys.executable, "-m", "formdigits", "scan", "--files-from", str(listing), "-q"]
+    merge = [sys.executable, "-m", "formdigits", "merge"]
+    out = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(), "nproc": os.cpu_count(),
+           "cpu": cpu_model(), "ray": ray.__version__, "files": len(files), "pages": pages, "runs": []}  # fmt: skip
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    second = None
+    try:
+        def ray_run(tag, n):
+            folder = work / f"ray-{tag}"
+            subprocess.run(["rm", "-rf", str(folder)], check=True)
+            before = load()
+            seconds, samples = run(scan + ["--engine", "ray", "--ray-address", cluster.address, "-o", str(folder),
+                                           "--shard-size", "20"], raylet_pids(cluster))  # fmt: skip
+            subprocess.run(merge + [str(folder), "-o", str(work / f"{tag}.csv")], check=True, capture_output=True)
+            same = (work / f"{tag}.csv").read_bytes() == (work / "local-2.csv").read_bytes()
+            return {"engine": "ray", "nodes": n, "seconds": round(seconds, 2), "pages_per_s": round(pages / seconds, 2),
+                    "load_before": before, "load_after": load(), "same_bytes_as_local": same,
+                    "peak_driver_mb": max((s[1] for s in samples), default=0),
+                    "peak_node_mb": [max((s[2 + i] for s in samples), default=0) for i in range(n)]}  # fmt: skip
+
+        def local_run(jobs):
+            before = load()
+            seconds, samples = run(scan + ["-j", str(jobs), "-o", str(work / f"local-{jobs}.csv")])
+            return {"engine": "local", "jobs": jobs, "seconds": round(seconds, 2),
+                    "pages_per_s": round(pages / seconds, 2), "load_before": before, "load_after": load(),
+                    "peak_mb": max((s[1] for s in samples), default=0)}  # fmt: skip
+
+        for r in range(args.repeat):
+            out["runs"].append(local_run(2))
+            if second is None:
+                second = cluster.add_node(num_cpus=1)
+                cluster.wait_for_nodes()
+            out["runs"].append(ray_run("2nodes", 2))
+            out["runs"].append(local_run(1))
+            cluster.remove_node(second)
+            second = None
+            cluster.wait_for_nodes()
+            out["runs"].append(ray_run("1node", 1))
+            print(json.dumps(out["runs"][-4:]), file=sys.stderr, flush=True)
+        if args.memory:
+            if second is None:
+                second = cluster.add_node(num_cpus=1)
+                cluster.wait_for_nodes()
+            rounds = -(-args.memory // pages)
+            big = work / "files-big.txt"
+            big.write_text("".join(f + "\n" for _ in range(rounds) for f in files))
+            folder = work / "ray-memory"
+            subprocess.run(["rm", "-rf", str(folder)], check=True)
+            cmd = [sys.executable, "-m", "formdigits", "scan", "--files-from", str(big), "-q", "--engine", "ray",
+                   "--ray-address", cluster.address, "-o", str(folder), "--shard-size", "50"]  # fmt: skip
+            before = load()
+            seconds, samples = run(cmd, raylet_pids(cluster))
+            n = len(samples)
+            marks = {f"{p}%": samples[min(n - 1, n * p // 100)] for p in (10, 25, 50, 75, 90, 100)} if n else {}
+            out["memory"] = {"pages": pages * rounds, "seconds": round(seconds, 1),
+                             "pages_per_s": round(pages * rounds / seconds, 2), "load_before": before,
+                             "load_after": load(), "columns": "[seconds, driver MB, head node MB, second node MB]",
+                             "samples_at": marks}  # fmt: skip
+    finally:
+        cluster.shutdown()
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
