@@ -13,7 +13,13 @@ sampled per node). Runs are interleaved (local 2, ray 2 nodes, local 1, ray
 1 node; repeated), each with the load average beside it, since the machine is
 shared. The Ray runs' merged CSV is compared byte for byte with the local CSV.
 ``--memory N`` feeds the file list round and round until N pages, on 2 nodes,
-sampling each node's resident memory once a second. Prints one JSON object.
+sampling each node's resident memory once a second. ``--stages N`` times, in this
+process on one core, the Ray engine's three stages over N pages: the CPU task's
+(fetch, decode, deskew, boxes, cut: ``analyse_page``), the actor's
+(``read_analysed``: both readers and the orientation check, batches of 8 pages)
+and the driver's (rows unpickled, collected, CSV shard bytes), plus the bytes a
+page costs in transit (pickled analysed page) and in the output: the per-core
+figures behind the projection in BENCHMARKS.md. Prints one JSON object.
 """
 
 import argparse
@@ -72,14 +78,63 @@ def run(cmd, nodes=()):
     return seconds, samples
 
 
+def stage_times(files, n):
+    """Per page, one core: ms in each of the Ray engine's stages, and the bytes moved."""
+    import pickle
+
+    import cv2
+
+    from formdigits.distributed import PAGES_PER_BATCH, Collector
+    from formdigits.pipeline import analyse_page, plan_pages, read_analysed, reuse_memory
+    from formdigits.shards import csv_bytes
+    from formdigits.batch import load_readers
+
+    cv2.setNumThreads(1)
+    reuse_memory()
+    clf, strips, _, _ = load_readers(device="cpu", workers=1)  # one ONNX Runtime thread
+    tasks = list(plan_pages(files, strip_params=strips.params))[:n]
+    t = time.process_time()
+    analysed = [analyse_page(task) for task in tasks]
+    cpu_stage = time.process_time() - t
+    transit = [len(pickle.dumps(w, protocol=5)) for w in analysed]
+    crops = sum(len(w.crops or []) for w in analysed)
+    files_bytes = sum(os.path.getsize(f) for f in {task.file for task in tasks})
+    t = time.process_time()
+    done = []
+    for i in range(0, len(analysed), PAGES_PER_BATCH):
+        done += list(read_analysed(analysed[i:i + PAGES_PER_BATCH], clf, strips, 0.9))
+    actor_stage = time.process_time() - t
+    blobs = [pickle.dumps(w.rows, protocol=5) for w in done]
+    t = time.process_time()
+    collector = Collector({0: len(blobs)})
+    for seq, blob in enumerate(blobs):
+        collector.add(0, seq, 1, 1, pickle.loads(blob))
+    out = csv_bytes(collector.pop(0))
+    driver = time.process_time() - t
+    k = len(tasks)
+    return {"pages": k, "ms_per_page": {"cpu_task": round(1000 * cpu_stage / k, 1),
+                                        "actor": round(1000 * actor_stage / k, 1),
+                                        "driver": round(1000 * driver / k, 2)},
+            "kb_per_page": {"input_file": round(files_bytes / k / 1024, 1),
+                            "analysed_page_pickled": round(sum(transit) / k / 1024, 1),
+                            "rows_pickled": round(sum(map(len, blobs)) / k / 1024, 2),
+                            "csv_out": round(len(out) / k / 1024, 2)},
+            "crops_per_page": round(crops / k, 1)}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", type=Path)
     ap.add_argument("--repeat", type=int, default=3, help="rounds of interleaved speed runs")
     ap.add_argument("--memory", type=int, default=0, help="also a run of this many pages on 2 nodes, memory sampled")
+    ap.add_argument("--stages", type=int, default=0, help="time the three stages in this process over N pages")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder [default: a temporary one]")
     args = ap.parse_args()
 
+    if args.stages:
+        files = expand_paths([str(args.folder)], recursive=True)
+        print(json.dumps({"load_before": load(), **stage_times(files, args.stages), "load_after": load()}, indent=1))
+        return
     import ray
     from ray.cluster_utils import Cluster
 

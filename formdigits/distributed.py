@@ -37,6 +37,8 @@ from .shards import DEFAULT_SHARD_FILES, ShardFolder, ShardStats, filesystem, is
 log = logging.getLogger(__name__)
 PAGES_PER_BATCH = 8  # analysed pages an actor classifies together (their crops in one batch)
 FILES_PER_TASK = 16  # at most this many input files read by one CPU task
+INFERENCE_SHARE = 0.2  # of a page's CPU time, the readers' (the actors'): BENCHMARKS.md, "Ray engine"
+SMALL_CLUSTER = 8  # cores: under this, the one actor reserves no core of its own
 RAY_MISSING = 'the Ray engine needs Ray: pip install "formdigits[ray]"'
 # fault injection for the node-loss test: a task on a node started with this variable set notes itself in that
 # folder and hangs there, until the test kills the node
@@ -120,17 +122,18 @@ def _named(work, local: str, path: str):
     return work
 
 
-def analyse_files(batch: dict, settings: Settings) -> dict:
+def analyse_files(batch: dict, settings: Settings) -> Iterator[dict]:
     """CPU task: each input file of ``batch`` (columns path, shard, seq) into its analysed pages, one row each
-    (shard, seq, page, pages: the file's page count, work: the pickled ``pipeline._PageWork``)."""
+    (shard, seq, page, pages: the file's page count, work: the pickled ``pipeline._PageWork``), yielded file by
+    file (Ray Data streams each on to the actors at once)."""
     from .pipeline import PageTask, analyse_page, plan_pages
 
     _init_process()
     if os.environ.get(HANG_FOR_TESTS):
         open(os.path.join(os.environ[HANG_FOR_TESTS], f"task-{os.getpid()}"), "w").close()
         time.sleep(3600)
-    out: dict[str, list] = {"shard": [], "seq": [], "page": [], "pages": [], "work": []}
     for path, shard, seq in zip(batch["path"], batch["shard"], batch["seq"]):
+        out: dict[str, list] = {"shard": [], "seq": [], "page": [], "pages": [], "work": []}
         path = str(path)
         with local_copy(path) as (local, error):
             tasks = ([PageTask(path, 1, settings.pdf_dpi, False, error)] if error else
@@ -140,7 +143,7 @@ def analyse_files(batch: dict, settings: Settings) -> dict:
             for k, v in (("shard", shard), ("seq", seq), ("page", work.page), ("pages", len(works)),
                          ("work", pickle.dumps(work, protocol=5))):  # fmt: skip
                 out[k].append(v)
-    return _arrays(out)
+        yield _arrays(out)
 
 
 def _arrays(columns: dict[str, list]) -> dict:
@@ -259,35 +262,41 @@ def _quiet_data(ray) -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
-def pipeline_of(ray, items: Sequence[tuple[str, int, int]], settings: Settings, actors: int, num_gpus: float):
+def pipeline_of(ray, items: Sequence[tuple[str, int, int]], settings: Settings, num_gpus: float):
     """The Ray Data pipeline over ``items`` (path, shard, seq): read and cut in CPU tasks, classify in actors."""
     import pyarrow as pa
 
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    per_task = max(1, min(FILES_PER_TASK, len(items) // (4 * cpus)))
+    per_task = max(1, min(FILES_PER_TASK, len(items) // (8 * cpus)))  # small tasks: an even end, pages early
     tables = [pa.table({"path": [p for p, _, _ in chunk], "shard": [s for _, s, _ in chunk],
                         "seq": [q for _, _, q in chunk]})
               for chunk in (items[i:i + per_task] for i in range(0, len(items), per_task))]  # fmt: skip
     ds = ray.data.from_arrow(tables)
     ds = ds.map_batches(analyse_files, fn_kwargs={"settings": settings}, batch_size=None, batch_format="numpy",
                         num_cpus=1)  # fmt: skip
+    actors, actor_cpus = actor_pool(ray, num_gpus)
     return ds.map_batches(PageReader, fn_constructor_kwargs={"settings": settings}, batch_size=PAGES_PER_BATCH,
                           batch_format="numpy", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
-                          num_cpus=0 if not num_gpus else 1, num_gpus=num_gpus or None)  # fmt: skip
+                          num_cpus=actor_cpus, num_gpus=num_gpus or None, scheduling_strategy="SPREAD")  # fmt: skip
 
 
-def default_actors(ray, num_gpus: float) -> int:
-    """Actors for the inference stage: one per GPU with GPUs; else one per 8 CPU cores (inference is about a
-    tenth of a page's CPU time: BENCHMARKS.md), at least one."""
+def actor_pool(ray, num_gpus: float) -> tuple[int, float]:
+    """``(most actors, CPUs each)`` for the inference stage. With GPUs: an actor per ``num_gpus`` GPUs. On CPUs:
+    a cluster under ``SMALL_CLUSTER`` cores gets one actor that reserves no core (as the local engine's main
+    process reads beside one worker per core); a larger one up to an actor, with its core, per
+    1 / ``INFERENCE_SHARE`` cores (Ray Data starts more as pages queue up for them)."""
     resources = ray.cluster_resources()
     if num_gpus:
-        return max(1, int(resources.get("GPU", 0) / num_gpus))
-    return max(1, int(resources.get("CPU", 1)) // 8)
+        return max(1, int(resources.get("GPU", 0) / num_gpus)), 1
+    cpus = int(resources.get("CPU", 1))
+    if cpus < SMALL_CLUSTER:
+        return 1, 0
+    return max(1, round(cpus * INFERENCE_SHARE)), 1
 
 
 def run_ray_scan(files: Sequence[str], output: str, settings: Settings, fmt: str = "csv", resume: bool = False,
                  names: Sequence[str] | None = None, address: str | None = None,
-                 shard_files: int = DEFAULT_SHARD_FILES, actors: int = 0, num_gpus: float = 0,
+                 shard_files: int = DEFAULT_SHARD_FILES, num_gpus: float = 0,
                  on_page: Callable[[str, int], Any] | None = None, on_shard: Callable[[int, str], Any] | None = None,
                  say: Callable[[str], Any] | None = None) -> RunSummary:  # fmt: skip
     """Scan ``files`` on Ray into the folder of shards ``output``; returns the run's :class:`RunSummary`.
@@ -310,12 +319,11 @@ def run_ray_scan(files: Sequence[str], output: str, settings: Settings, fmt: str
         if items:
             with ray_session(address) as ray:
                 _quiet_data(ray)
-                actors = actors or default_actors(ray, num_gpus)
                 sizes: dict[int, int] = {}
                 for _, shard, _ in items:
                     sizes[shard] = sizes.get(shard, 0) + 1
                 collector = Collector(sizes)
-                ds = pipeline_of(ray, items, settings, actors, num_gpus)
+                ds = pipeline_of(ray, items, settings, num_gpus)
                 for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                     for shard, seq, page, pages, rows in zip(*(batch[k] for k in ("shard", "seq", "page", "pages",
                                                                                   "rows"))):  # fmt: skip
