@@ -277,14 +277,15 @@ def pipeline_of(ray, items: Sequence[tuple[str, int, int]], settings: Settings, 
     actors, actor_cpus = actor_pool(ray, num_gpus)
     return ds.map_batches(PageReader, fn_constructor_kwargs={"settings": settings}, batch_size=PAGES_PER_BATCH,
                           batch_format="numpy", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
-                          num_cpus=actor_cpus, num_gpus=num_gpus or None, scheduling_strategy="SPREAD")  # fmt: skip
+                          num_cpus=actor_cpus, num_gpus=num_gpus or None)  # fmt: skip
 
 
 def actor_pool(ray, num_gpus: float) -> tuple[int, float]:
     """``(most actors, CPUs each)`` for the inference stage. With GPUs: an actor per ``num_gpus`` GPUs. On CPUs:
     a cluster under ``SMALL_CLUSTER`` cores gets one actor that reserves no core (as the local engine's main
     process reads beside one worker per core); a larger one up to an actor, with its core, per
-    1 / ``INFERENCE_SHARE`` cores (Ray Data starts more as pages queue up for them)."""
+    1 / ``INFERENCE_SHARE`` cores (Ray Data starts more as pages queue up for them; each reserving a core,
+    Ray places them where cores are free)."""
     resources = ray.cluster_resources()
     if num_gpus:
         return max(1, int(resources.get("GPU", 0) / num_gpus)), 1
