@@ -51,31 +51,81 @@ def cpu_model():
         return platform.processor()
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid):
+    """A process and all its descendants (Linux /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as fh:
+                todo += [int(c) for c in fh.read().split()]
+        except OSError:
+            continue
+    return out
+
+
+def _cpu_seconds(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def node_pids(cluster):
+    """Every process a node of the cluster started (raylet, GCS, monitors), its workers under the raylet."""
+    nodes = [cluster.head_node, *cluster.worker_nodes]
+    return [info.process.pid for n in nodes for infos in n.all_processes.values() for info in infos]
+
+
 def raylet_pids(cluster):
     nodes = [cluster.head_node, *cluster.worker_nodes]
     return [n.all_processes["raylet"][0].process.pid for n in nodes]
 
 
-def run(cmd, nodes=()):
-    """``(seconds, samples)``: the command's wall time; per second, the RSS (MB) of the command's process tree
-    and of each node (its raylet and everything under it)."""
+def run(cmd, nodes=(), cpu_roots=()):
+    """``(seconds, samples, cpu)``: the command's wall time; per second, the RSS (MB) of the command's process
+    tree and of each node (its raylet and everything under it); the CPU seconds (user + system) that the
+    command's processes and the nodes' spent while it ran (each process sampled 4 times a second: one that ends
+    between two samples loses at most its last quarter second)."""
+    import resource
+
     samples, t = [], time.perf_counter()
+    cpu_roots = cpu_roots or nodes
+    start = {p: _cpu_seconds(p) or 0.0 for n in cpu_roots for p in _tree(n)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    last: dict = {}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def sample():
+        k = 0
         while proc.poll() is None:
-            samples.append([round(time.perf_counter() - t, 1), round(_tree_rss_mb(proc.pid))]
-                           + [round(_tree_rss_mb(pid)) for pid in nodes])  # fmt: skip
-            time.sleep(1)
+            for p in {q for root in cpu_roots for q in _tree(root)}:
+                c = _cpu_seconds(p)
+                if c is not None:
+                    last[p] = c
+            if k % 4 == 0:
+                samples.append([round(time.perf_counter() - t, 1), round(_tree_rss_mb(proc.pid))]
+                               + [round(_tree_rss_mb(pid)) for pid in nodes])  # fmt: skip
+            k += 1
+            time.sleep(0.25)
 
     th = threading.Thread(target=sample, daemon=True)
     th.start()
     err = proc.communicate()[1]
     seconds = time.perf_counter() - t
     th.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the command and the children it waited for
+    cpu = sum(c - start.get(p, 0.0) for p, c in last.items())
+    cpu += after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{err[-3000:]}")
-    return seconds, samples
+    return seconds, samples, round(cpu, 1)
 
 
 def stage_times(files, n):
@@ -156,19 +206,21 @@ def main():
             folder = work / f"ray-{tag}"
             subprocess.run(["rm", "-rf", str(folder)], check=True)
             before = load()
-            seconds, samples = run(scan + ["--engine", "ray", "--ray-address", cluster.address, "-o", str(folder),
-                                           "--shard-size", "20"], raylet_pids(cluster))  # fmt: skip
+            seconds, samples, cpu = run(scan + ["--engine", "ray", "--ray-address", cluster.address, "-o", str(folder),
+                                                "--shard-size", "20"], raylet_pids(cluster), node_pids(cluster))  # fmt: skip
             subprocess.run(merge + [str(folder), "-o", str(work / f"{tag}.csv")], check=True, capture_output=True)
             same = (work / f"{tag}.csv").read_bytes() == (work / "local-2.csv").read_bytes()
             return {"engine": "ray", "nodes": n, "seconds": round(seconds, 2), "pages_per_s": round(pages / seconds, 2),
+                    "cpu_s": cpu, "cpu_ms_per_page": round(1000 * cpu / pages, 1),
                     "load_before": before, "load_after": load(), "same_bytes_as_local": same,
                     "peak_driver_mb": max((s[1] for s in samples), default=0),
                     "peak_node_mb": [max((s[2 + i] for s in samples), default=0) for i in range(n)]}  # fmt: skip
 
         def local_run(jobs):
             before = load()
-            seconds, samples = run(scan + ["-j", str(jobs), "-o", str(work / f"local-{jobs}.csv")])
-            return {"engine": "local", "jobs": jobs, "seconds": round(seconds, 2),
+            seconds, samples, cpu = run(scan + ["-j", str(jobs), "-o", str(work / f"local-{jobs}.csv")])
+            return {"engine": "local", "jobs": jobs, "seconds": round(seconds, 2), "cpu_s": cpu,
+                    "cpu_ms_per_page": round(1000 * cpu / pages, 1),
                     "pages_per_s": round(pages / seconds, 2), "load_before": before, "load_after": load(),
                     "peak_mb": max((s[1] for s in samples), default=0)}  # fmt: skip
 
@@ -196,10 +248,10 @@ def main():
             cmd = [sys.executable, "-m", "formdigits", "scan", "--files-from", str(big), "-q", "--engine", "ray",
                    "--ray-address", cluster.address, "-o", str(folder), "--shard-size", "50"]  # fmt: skip
             before = load()
-            seconds, samples = run(cmd, raylet_pids(cluster))
+            seconds, samples, cpu = run(cmd, raylet_pids(cluster), node_pids(cluster))
             n = len(samples)
             marks = {f"{p}%": samples[min(n - 1, n * p // 100)] for p in (10, 25, 50, 75, 90, 100)} if n else {}
-            out["memory"] = {"pages": pages * rounds, "seconds": round(seconds, 1),
+            out["memory"] = {"pages": pages * rounds, "seconds": round(seconds, 1), "cpu_s": cpu,
                              "pages_per_s": round(pages * rounds / seconds, 2), "load_before": before,
                              "load_after": load(), "columns": "[seconds, driver MB, head node MB, second node MB]",
                              "samples_at": marks}  # fmt: skip
