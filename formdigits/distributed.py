@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from .batch import RunSummary
+from .batch import REVIEW_LIST, RunSummary, Terminated, sigterm_stops
 from .errors import DataError, UsageError
 from .shards import DEFAULT_SHARD_FILES, ShardFolder, ShardStats, filesystem, is_url, n_shards, stats_of
 
@@ -139,6 +139,8 @@ def analyse_files(batch: dict, settings: Settings) -> Iterator[dict]:
             tasks = ([PageTask(path, 1, settings.pdf_dpi, False, error)] if error else
                      plan_pages([local], settings.pdf_dpi, False, None, settings.templates, settings.strip_params))
             works = [_named(analyse_page(task), local, path) for task in tasks]
+        if not works:  # a file of no pages (an empty PDF): no row, as locally; its shard must still end
+            out = {"shard": [shard], "seq": [seq], "page": [0], "pages": [1], "work": [b""]}
         for work in works:
             for k, v in (("shard", shard), ("seq", seq), ("page", work.page), ("pages", len(works)),
                          ("work", pickle.dumps(work, protocol=5))):  # fmt: skip
@@ -182,10 +184,11 @@ class PageReader:
     def __call__(self, batch: dict) -> dict:
         from .pipeline import read_analysed
 
-        pages = [pickle.loads(w) for w in batch["work"]]
-        done = read_analysed(pages, self.clf, self.strips, self.settings.min_confidence, reanalyse=analyse_anywhere)
+        pages = [pickle.loads(w) for w in batch["work"] if len(w)]  # (b"": a file of no pages)
+        done = iter(read_analysed(pages, self.clf, self.strips, self.settings.min_confidence,
+                                  reanalyse=analyse_anywhere))  # fmt: skip
         out = {k: list(batch[k]) for k in ("shard", "seq", "page", "pages")}
-        out["rows"] = [pickle.dumps(work.rows, protocol=5) for work in done]
+        out["rows"] = [pickle.dumps(next(done).rows if len(w) else [], protocol=5) for w in batch["work"]]
         return _arrays(out)
 
 
@@ -222,9 +225,9 @@ class Collector:
         return True, s.files == 0
 
     def pop(self, shard: int) -> list[list]:
-        """A complete shard's pages (each its rows), in input order."""
+        """A complete shard's pages (each its rows), in input order (page 0: a file of no pages, left out)."""
         s = self.shards.pop(shard)
-        return [s.pages[seq][page] for seq in sorted(s.pages) for page in sorted(s.pages[seq])]
+        return [s.pages[seq][page] for seq in sorted(s.pages) for page in sorted(s.pages[seq]) if page]
 
 
 @contextmanager
@@ -307,7 +310,7 @@ def run_ray_scan(files: Sequence[str], output: str, settings: Settings, fmt: str
     """
     folder = ShardFolder(output, fmt, names)
     kept = folder.start(files, shard_files, resume)
-    summary = RunSummary(str(output))
+    summary = RunSummary(str(output), kept_in=f"the shards written in {output}")
     summary.kept_pages = sum(s.pages for s in kept.values())
     summary.kept_failed = [e for s in kept.values() for e in s.failed]
     summary.device = settings.device
@@ -318,7 +321,7 @@ def run_ray_scan(files: Sequence[str], output: str, settings: Settings, fmt: str
     start = time.perf_counter()
     try:
         if items:
-            with ray_session(address) as ray:
+            with sigterm_stops(), ray_session(address) as ray:
                 _quiet_data(ray)
                 sizes: dict[int, int] = {}
                 for _, shard, _ in items:
@@ -341,8 +344,8 @@ def run_ray_scan(files: Sequence[str], output: str, settings: Settings, fmt: str
                         if on_shard:
                             on_shard(int(shard), path)
         folder.finish(files, shard_files, stats)
-    except KeyboardInterrupt:
-        summary.stopped = "interrupted"
+    except KeyboardInterrupt as e:
+        summary.stopped = "terminated" if isinstance(e, Terminated) else "interrupted"
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -352,3 +355,5 @@ def _tally(summary: RunSummary, pages: list[list], stats: ShardStats) -> None:
     summary.failed += stats.failed
     for rows in pages:
         summary.counts.update(r.status for r in rows)
+        review = [r for r in rows if r.status == "review"]
+        summary.review.extend(review[: REVIEW_LIST - len(summary.review)])
