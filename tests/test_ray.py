@@ -8,6 +8,7 @@ Ray or moto these tests skip with the reason; under CI (``$CI`` set) they fail.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -81,13 +82,15 @@ def s3():
 
 @pytest.fixture(scope="module")
 def cluster(s3):
-    """A Ray cluster of one head node (one CPU), this process its driver."""
+    """A Ray cluster of one head node (one CPU), this process its driver; what ray.init leaves in this process
+    (its SIGTERM handler, two variables) is undone after."""
     try:
         import ray
         import ray.data  # noqa: F401
         from ray.cluster_utils import Cluster
     except ImportError as e:
         _unavailable(f"Ray is not installed ({e}): pip install 'formdigits[ray]'")
+    env, sigterm = dict(os.environ), signal.getsignal(signal.SIGTERM)
     try:
         c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
         ray.init(address=c.address, logging_level="WARNING", log_to_driver=False)
@@ -98,6 +101,9 @@ def cluster(s3):
     finally:
         ray.shutdown()
         c.shutdown()
+        signal.signal(signal.SIGTERM, sigterm)
+        for k in set(os.environ) - set(env):
+            del os.environ[k]
 
 
 @pytest.fixture(scope="module")
