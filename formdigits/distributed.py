@@ -241,6 +241,7 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[An
         return
     from .parallel import available_cores
 
+    _check_reachable(address)
     try:
         if address:
             ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
@@ -254,6 +255,19 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[An
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str | None, timeout: float = 10) -> None:
+    """DataError at once for a ``HOST:PORT`` where nothing listens (Ray would retry for minutes)."""
+    import socket
+
+    if not address or "://" in address or address == "auto" or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot reach the Ray cluster at {address}: {e}") from None
 
 
 def _quiet_data(ray) -> None:
@@ -322,6 +336,7 @@ def run_ray_scan(files: Sequence[str], output: str, settings: Settings, fmt: str
     try:
         if items:
             with sigterm_stops(), ray_session(address) as ray:
+                folder.begin()
                 _quiet_data(ray)
                 sizes: dict[int, int] = {}
                 for _, shard, _ in items:

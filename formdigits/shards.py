@@ -205,9 +205,9 @@ class ShardFolder:
             raise DataError(f"{self.url}: cannot read its {MANIFEST}: {e}") from None
 
     def start(self, files: Sequence[str], shard_files: int, resume: bool) -> dict[int, ShardStats]:
-        """Make the folder ready for a run over ``files``; the shards already complete (``resume``) and their
-        stats. A folder that holds another run is refused unless resumed, and a resumed one must be of the same
-        input list and options."""
+        """Check the folder for a run over ``files`` (made if missing); the shards already complete (``resume``)
+        and their stats. A folder that holds another run is refused unless resumed, and a resumed one must be of
+        the same input list and options."""
         header = {"formdigits": __version__, "format": self.fmt, "columns": list(columns(self.names)),
                   "inputs": len(files), "input_digest": input_digest(files), "shard_files": shard_files}  # fmt: skip
         try:
@@ -229,9 +229,13 @@ class ShardFolder:
                 name = shard_name(index, self.fmt)
                 if name in present:
                     kept[index] = read_stats(self.fs.cat_file(self.path(name)), self.fmt, self.path(name))
-        put_atomically(self.fs, self.path(MANIFEST), _json({**header, "complete": False, "shards": []}))
         self.header = header
         return kept
+
+    def begin(self) -> None:
+        """The manifest of a run under way (after :meth:`start`, once the cluster is there): ``complete: false``,
+        the input digest and options, so that ``--resume`` can go on with it."""
+        put_atomically(self.fs, self.path(MANIFEST), _json({**self.header, "complete": False, "shards": []}))
 
     def _names(self) -> list[str]:
         return [str(p).rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False)]

@@ -283,6 +283,20 @@ def test_engine_options_are_checked_up_front(tmp_path):
     assert r.exit_code == 1 and "no manifest.json" in r.output
 
 
+def test_an_address_where_nothing_listens_fails_at_once_and_leaves_no_manifest(tmp_path):
+    from formdigits.distributed import _check_reachable
+    from formdigits.errors import DataError
+    from formdigits.shards import ShardFolder
+
+    with pytest.raises(DataError, match=f"cannot reach the Ray cluster at 127.0.0.1:{(port := _free_port())}"):
+        _check_reachable(f"127.0.0.1:{port}")
+    folder = ShardFolder(str(tmp_path / "out"))
+    assert folder.start(["a.png"], 1, resume=False) == {}
+    assert not (tmp_path / "out" / MANIFEST).exists()  # written by begin(), once the cluster is there
+    folder.begin()
+    assert not json.loads((tmp_path / "out" / MANIFEST).read_text())["complete"]
+
+
 def test_the_local_scan_and_the_command_load_no_ray():
     code = ("import sys, formdigits.cli, formdigits.batch, formdigits.pipeline; "
             "heavy = [m for m in ('ray', 'pyarrow', 'fsspec') if m in sys.modules]; assert not heavy, heavy")
