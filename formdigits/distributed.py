@@ -358,6 +358,9 @@ def run_ray_scan(files: Sequence[str], output: str, settings: Settings, fmt: str
                         _tally(summary, pages_rows, s)
                         if on_shard:
                             on_shard(int(shard), path)
+                if collector.shards:  # never: every page of every file comes once Ray's run ends
+                    raise DataError(f"{output}: the run ended with {len(collector.shards)} shards not complete "
+                                    f"(first: {min(collector.shards)}): run it again with --resume")  # fmt: skip
         folder.finish(files, shard_files, stats)
     except KeyboardInterrupt as e:
         summary.stopped = "terminated" if isinstance(e, Terminated) else "interrupted"
