@@ -67,6 +67,7 @@ class RunSummary:
     device: str = ""  # cpu or cuda
     provider: str = ""  # the ONNX Runtime execution provider the digit model runs on
     review: list = field(default_factory=list)  # the first REVIEW_LIST rows sent to review (pages read now)
+    kept_in: str = ""  # where a stopped run's finished pages are [default: OUTPUT.partial]
 
     @property
     def exit_code(self):
@@ -77,8 +78,8 @@ class RunSummary:
     def lines(self, quiet=False):
         """The lines for stderr: why the run stopped (always), or the summary (unless ``quiet``)."""
         if self.stopped:
-            where = (f"; the finished pages are in {self.output}.partial: run again with --resume to go on"
-                     if self.output != "-" else "")  # fmt: skip
+            where = (f"; the finished pages are in {self.kept_in or self.output + '.partial'}: run again with "
+                     "--resume to go on" if self.output != "-" else "")  # fmt: skip
             return [f"formdigits: {self.stopped} after {_n(self.pages, 'page')}{where}"]
         if quiet:
             return []

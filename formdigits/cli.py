@@ -15,6 +15,7 @@ from . import __version__
 from .cliparams import Device, PdfDpi, check_scan_options, write_summary
 from .errors import FormdigitsError, UsageError
 from .options import DEFAULT_PAGE_TIMEOUT, FAMILIES
+from .raycli import engine_options, merge
 
 
 def library_errors(f):
@@ -62,9 +63,9 @@ def main():
 @click.argument("paths", nargs=-1)
 @click.option("-o", "--output", default="-", show_default=True, help="CSV/JSONL file to write, or - for stdout. "
               "A file is written as OUTPUT.partial and renamed when the run completes.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "wide"]), default="csv", show_default=True,
-              help="csv: one row per field; jsonl: the same as JSON Lines; wide: one row per page, a column per "
-                   "template field (needs --template).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "wide", "parquet"]), default="csv",
+              show_default=True, help="csv: one row per field; jsonl: the same as JSON Lines; wide: one row per page, "
+              "a column per template field (needs --template); parquet: shards of --engine ray as Parquet.")
 @click.option("-t", "--template", "templates", multiple=True, type=click.Path(dir_okay=False, exists=True),
               help="Read exactly the fields of this form template (from `formdigits template`), named and checked "
                    "against its rules. Repeat for several forms: each page gets the one it matches best.")
@@ -108,10 +109,11 @@ def main():
               "(the first 50).")
 @click.option("-v", "--verbose", count=True, help="Log each page on stderr; -vv: and the decisions on it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, device line or summary.")
+@engine_options
 @library_errors
 def scan(paths, output, fmt, templates, recursive, files_from, null, stdin_image, model, readers, strip_model, device,
          providers, batch_size, min_confidence, pdf_dpi, jobs, page_timeout, debug_dir, resume, summary_json,
-         list_review, verbose, quiet):  # fmt: skip
+         list_review, verbose, quiet, engine, ray_address, shard_size, gpus_per_actor):  # fmt: skip
     """Read the handwritten digits in the boxes of scanned forms into CSV.
 
     PATHS are image files (PNG, JPEG, BMP, TIFF incl. multi-page, PDF),
@@ -137,13 +139,16 @@ def scan(paths, output, fmt, templates, recursive, files_from, null, stdin_image
       formdigits scan - -o out.csv --resume < list.txt   # after a crash or Ctrl-C
       formdigits scan scans/ -t census.json --format wide -o forms.csv
       curl -s URL/page.png | formdigits scan --stdin-image - --summary-json run.json
+      formdigits scan s3://bucket/scans/ --engine ray -o s3://bucket/out/   # shards
     """
     from .batch import load_readers, log_to_stderr, run_scan
     from .inputs import gather, stdin_image as reading_stdin
     from .pipeline import expand_paths
+    from .raycli import check_engine, scan_on_ray
     from .template import TemplateError, load as load_template
 
-    check_scan_options(output, min_confidence, page_timeout, summary_json)
+    check_engine(engine, fmt, output, stdin_image, debug_dir, ray_address, gpus_per_actor)
+    check_scan_options("-" if engine == "ray" else output, min_confidence, page_timeout, summary_json)
     if fmt == "wide" and not templates:
         raise click.UsageError("--format wide needs --template: the columns are the template's field names")
     if not paths and not files_from:
@@ -154,20 +159,26 @@ def scan(paths, output, fmt, templates, recursive, files_from, null, stdin_image
         forms = [load_template(t) for t in templates]
     except TemplateError as e:
         raise click.BadParameter(str(e), param_hint="--template") from None
-    with ExitStack() as stack:
-        paths, rename = stack.enter_context(reading_stdin(list(paths))) if stdin_image else (list(paths), {})
-        files = expand_paths(gather(paths, files_from, null), recursive)
-        if not files:
-            raise click.UsageError("no image files found in the given PATHS")
-        names = list(dict.fromkeys(f.name for form in forms for f in form.fields)) or None
-        clf, strips, jobs, line = load_readers(model, strip_model, readers, device, providers, batch_size, jobs)
-        if not quiet:
-            click.echo(line, err=True)
-        stack.enter_context(log_to_stderr(verbose))
-        summary = run_scan(files, output, fmt, resume, names, quiet=quiet, say=lambda text: click.echo(text, err=True),
-                           debug_dir=debug_dir, rename=rename, classifier=clf, min_confidence=min_confidence,
-                           pdf_dpi=pdf_dpi, workers=jobs, page_timeout=page_timeout, templates=forms,
-                           readers=readers, strip_reader=strips)  # fmt: skip
+    if engine == "ray":
+        summary = scan_on_ray(paths, files_from, null, recursive, output, fmt, resume, forms, ray_address, shard_size,
+                              gpus_per_actor, quiet, readers, min_confidence, pdf_dpi, model=model,
+                              strip_model=strip_model, providers=providers, batch_size=batch_size)  # fmt: skip
+    else:
+        with ExitStack() as stack:
+            paths, rename = stack.enter_context(reading_stdin(list(paths))) if stdin_image else (list(paths), {})
+            files = expand_paths(gather(paths, files_from, null), recursive)
+            if not files:
+                raise click.UsageError("no image files found in the given PATHS")
+            names = list(dict.fromkeys(f.name for form in forms for f in form.fields)) or None
+            clf, strips, jobs, line = load_readers(model, strip_model, readers, device, providers, batch_size, jobs)
+            if not quiet:
+                click.echo(line, err=True)
+            stack.enter_context(log_to_stderr(verbose))
+            say = lambda text: click.echo(text, err=True)  # noqa: E731
+            summary = run_scan(files, output, fmt, resume, names, quiet=quiet, say=say, debug_dir=debug_dir,
+                               rename=rename, classifier=clf, min_confidence=min_confidence, pdf_dpi=pdf_dpi,
+                               workers=jobs, page_timeout=page_timeout, templates=forms, readers=readers,
+                               strip_reader=strips)  # fmt: skip
     for text in summary.lines(quiet) + (summary.review_lines() if list_review else []):
         click.echo(text, err=True)
     if summary_json:
@@ -426,7 +437,7 @@ def evaluate(model, data_dir, limit, device, as_json):
 from .review.command import review  # noqa: E402  (imports Click only: the web layer loads when the command runs)
 
 main.add_command(review)
-
+main.add_command(merge)
 
 if __name__ == "__main__":
     sys.exit(main())

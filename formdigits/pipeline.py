@@ -69,7 +69,7 @@ class _PageWork:
     matrix: object = None  # 2x3 affine, original page -> deskewed page (layout.Layout.matrix)
     deskewed: list = field(default_factory=list)  # per box: (x, y, w, h) in the deskewed page
     damage: str = ""  # the decoder reported corrupt data: every row goes to review (pages.Page.damage)
-    task: object = None
+    task: Any = None  # the PageTask it was analysed from
     rows: list[Row] = field(default_factory=list)
 
 
@@ -308,25 +308,7 @@ def read_tasks(tasks: Iterable[PageTask], clf: Classifier, strips: StripReader |
 
     def flush():
         nonlocal x
-        probs = read(clf, x, pending, min_confidence, strips)
-        samples = [None if work.task.turn else work.first_crop + np.array(work.slot_firsts[: orient.SAMPLE], int)
-                   for work in pending]  # a page already turned round is not judged again
-        fields = [[s for s, _ in work.strips if s is not None] for work in pending]
-        upright = [[r.probability for r, _ in work.readings or [] if r is not None] for work in pending]
-        for work, verdict in zip(pending, orient.judge(clf, probs, x, samples, strips, fields, upright)):
-            log.debug("%s: page %d: orientation %s%s", work.file, work.page, VERDICTS[verdict],
-                      "" if verdict == orient.UPRIGHT else ": read again turned round")  # fmt: skip
-            if verdict != orient.UPRIGHT:
-                # read it again here, turned round (rare, so not worth a worker's round trip)
-                turned = analyse_page(work.task._replace(turn=(work.turned + 180) % 360))
-                read(clf, Inputs(clf.params, turned.crops or []), [turned], min_confidence, strips)
-                if verdict == orient.UPSIDE_DOWN:
-                    work = turned
-                elif not turned.error:
-                    work.rows = orient.pick(work.rows, turned.rows)
-            work.crops = None
-            _log_page(work)
-            yield work
+        yield from read_analysed(pending, clf, strips, min_confidence, x)
         pending.clear()
         x = Inputs(clf.params)
 
@@ -346,6 +328,43 @@ def read_tasks(tasks: Iterable[PageTask], clf: Classifier, strips: StripReader |
         yield from flush()
     finally:
         analysed.close()  # stopped early (Ctrl-C, an error, the caller): the workers go now
+
+
+def read_analysed(pages: list[_PageWork], clf: Classifier, strips: StripReader | None, min_confidence: float,
+                  x: Inputs | None = None, reanalyse: Callable[[PageTask], _PageWork] = analyse_page,
+                  ) -> Iterator[_PageWork]:  # fmt: skip
+    """Classify a batch of analysed pages (:func:`analyse_page`'s) together and yield each with ``work.rows``
+    filled in, in order: the readers, then the orientation check (a page found upside down, or unsure, is
+    analysed again turned round, by ``reanalyse``, and read again here). The one inference stage of every
+    engine: :func:`read_tasks` (local processes) and the Ray engine's actors (``distributed``) call it.
+
+    ``x``: the pages' crops already pooled (each page's ``first_crop`` its index in ``x``, ``work.crops`` None);
+    without it, each page's ``work.crops`` are pooled here.
+    """
+    if x is None:
+        x = Inputs(clf.params)
+        for work in pages:
+            work.first_crop = x.add(work.crops or [])
+            work.crops = None
+    probs = read(clf, x, pages, min_confidence, strips)
+    samples = [None if work.task.turn else work.first_crop + np.array(work.slot_firsts[: orient.SAMPLE], int)
+               for work in pages]  # a page already turned round is not judged again
+    fields = [[s for s, _ in work.strips if s is not None] for work in pages]
+    upright = [[r.probability for r, _ in work.readings or [] if r is not None] for work in pages]
+    for work, verdict in zip(pages, orient.judge(clf, probs, x, samples, strips, fields, upright)):
+        log.debug("%s: page %d: orientation %s%s", work.file, work.page, VERDICTS[verdict],
+                  "" if verdict == orient.UPRIGHT else ": read again turned round")  # fmt: skip
+        if verdict != orient.UPRIGHT:
+            # read it again here, turned round (rare, so not worth a worker's round trip)
+            turned = reanalyse(work.task._replace(turn=(work.turned + 180) % 360))
+            read(clf, Inputs(clf.params, turned.crops or []), [turned], min_confidence, strips)
+            if verdict == orient.UPSIDE_DOWN:
+                work = turned
+            elif not turned.error:
+                work.rows = orient.pick(work.rows, turned.rows)
+        work.crops = None
+        _log_page(work)
+        yield work
 
 
 def _log_page(work):
