@@ -1,9 +1,12 @@
 """The scan command's Click parameter types and the checks on its options made before any page is read."""
 
+import functools
 import math
 from pathlib import Path
 
 import click
+
+from .errors import FormdigitsError, UsageError
 
 
 class Device(click.ParamType):
@@ -59,3 +62,18 @@ def write_summary(summary, where):
         Path(where).write_text(summary.to_json() + "\n", encoding="utf-8")
     except OSError as e:
         raise click.ClickException(f"{where}: cannot write the summary: {e.strerror or e}") from None
+
+
+def library_errors(f):
+    """Turn a FormdigitsError into click's one-line error, exit code 1 (2 for a UsageError)."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except UsageError as e:
+            raise click.UsageError(str(e)) from None
+        except FormdigitsError as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper

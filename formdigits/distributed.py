@@ -43,6 +43,7 @@ RAY_MISSING = 'the Ray engine needs Ray: pip install "formdigits[ray]"'
 # fault injection for the node-loss test: a task on a node started with this variable set notes itself in that
 # folder and hangs there, until the test kills the node
 HANG_FOR_TESTS = "FORMDIGITS_TEST_HANG_DIR"
+TASK_RETRIES = 3  # a CPU task whose worker dies (a decoder crash, a lost node) is run again at most this often
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Settings:
     providers: tuple = ()
     batch_size: int = 256
     threads: int = 1  # ONNX Runtime threads per actor
+    crash_on: str = ""  # tests only: a worker about to read a file whose path ends so dies (a decoder crash)
 
 
 def ray_module():
@@ -135,6 +137,8 @@ def analyse_files(batch: dict, settings: Settings) -> Iterator[dict]:
     for path, shard, seq in zip(batch["path"], batch["shard"], batch["seq"]):
         out: dict[str, list] = {"shard": [], "seq": [], "page": [], "pages": [], "work": []}
         path = str(path)
+        if settings.crash_on and path.endswith(settings.crash_on):
+            os._exit(3)
         with local_copy(path) as (local, error):
             tasks = ([PageTask(path, 1, settings.pdf_dpi, False, error)] if error else
                      plan_pages([local], settings.pdf_dpi, False, None, settings.templates, settings.strip_params))
@@ -224,6 +228,26 @@ class Collector:
             s.files -= 1
         return True, s.files == 0
 
+    def finish(self, items: Sequence[tuple[str, int, int]]) -> Iterator[tuple[int, list[list]]]:
+        """Once the run is over: each shard not complete (a task that failed every try: its worker died each
+        time), its files not read given an error row each, as ``(shard, pages)`` like :meth:`pop`."""
+        from .output import Row  # the pipeline's modules load only in the run (the command stays light)
+
+        for path, shard, seq in items:
+            s = self.shards.get(shard)
+            if s is None:
+                continue
+            got = s.pages.setdefault(seq, {})
+            if got and len(got) == s.counts.get(seq):
+                continue
+            message = (f"{path}: the Ray task reading it failed {TASK_RETRIES + 1} times (its worker process died): "
+                       f"{'pages not read' if got else 'not read'}")  # fmt: skip
+            for page in range(1, max(s.counts.get(seq, 1), 1) + 1):
+                got.setdefault(page, [Row(path, page, error=message)])
+            s.counts[seq] = len(got)
+        for shard in sorted(self.shards):
+            yield shard, self.pop(shard)
+
     def pop(self, shard: int) -> list[list]:
         """A complete shard's pages (each its rows), in input order (page 0: a file of no pages, left out)."""
         s = self.shards.pop(shard)
@@ -276,6 +300,7 @@ def _quiet_data(ray) -> None:
     ctx.print_on_execution_start = False
     ctx.enable_rich_progress_bars = False
     ctx.verbose_stats_logs = False
+    ctx.max_errored_blocks = -1  # a task that fails every try costs its files (error rows: Collector.finish), not the run
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
@@ -290,7 +315,7 @@ def pipeline_of(ray, items: Sequence[tuple[str, int, int]], settings: Settings, 
               for chunk in (items[i:i + per_task] for i in range(0, len(items), per_task))]  # fmt: skip
     ds = ray.data.from_arrow(tables)
     ds = ds.map_batches(analyse_files, fn_kwargs={"settings": settings}, batch_size=None, batch_format="numpy",
-                        num_cpus=1)  # fmt: skip
+                        num_cpus=1, max_retries=TASK_RETRIES)  # fmt: skip
     actors, actor_cpus = actor_pool(ray, num_gpus)
     return ds.map_batches(PageReader, fn_constructor_kwargs={"settings": settings}, batch_size=PAGES_PER_BATCH,
                           batch_format="numpy", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
@@ -358,9 +383,12 @@ def run_ray_scan(files: Sequence[str], output: str, settings: Settings, fmt: str
                         _tally(summary, pages_rows, s)
                         if on_shard:
                             on_shard(int(shard), path)
-                if collector.shards:  # never: every page of every file comes once Ray's run ends
-                    raise DataError(f"{output}: the run ended with {len(collector.shards)} shards not complete "
-                                    f"(first: {min(collector.shards)}): run it again with --resume")  # fmt: skip
+                for shard, pages_rows in collector.finish(items):  # tasks that failed every try: error rows
+                    path = folder.write(shard, pages_rows)
+                    stats[shard] = s = stats_of(pages_rows)
+                    _tally(summary, pages_rows, s)
+                    if on_shard:
+                        on_shard(shard, path)
         folder.finish(files, shard_files, stats)
     except KeyboardInterrupt as e:
         summary.stopped = "terminated" if isinstance(e, Terminated) else "interrupted"

@@ -6,6 +6,8 @@ an S3 server on the loopback (moto's), both started and stopped here. Without
 Ray or moto these tests skip with the reason; under CI (``$CI`` set) they fail.
 """
 
+import csv
+import io
 import json
 import os
 import signal
@@ -252,6 +254,26 @@ def test_a_node_lost_mid_run_loses_no_page_and_writes_none_twice(cluster, pages,
         pytest.fail("Ray never saw the node go")
     assert summary.pages == 18 and not summary.stopped
     assert _cli("merge", tmp_path / "out", "-o", "-").stdout_bytes == local
+
+
+def test_a_file_that_kills_its_worker_every_time_is_an_error_row_and_the_rest_are_read(cluster, pages, tmp_path):
+    """A worker process that dies reading a file (a decoder crash) has its task run again TASK_RETRIES times;
+    then that task's files are error rows (exit 1) and every other file is read, as the local scan's
+    worker processes do (the run ends: no endless retries)."""
+    from formdigits.distributed import TASK_RETRIES, Settings, run_ray_scan
+    from formdigits.raycli import expand_inputs
+
+    files = expand_inputs([str(pages)])
+    bad = files[1]
+    summary = run_ray_scan(files, str(tmp_path / "out"), Settings(readers="cut", crash_on=bad), shard_files=2)
+    rows = list(csv.DictReader(io.StringIO(_cli("merge", tmp_path / "out", "-o", "-").stdout)))
+    errors = [r for r in rows if r["status"] == "error"]
+    crashed = {r["file"] for r in errors if f"the Ray task reading it failed {TASK_RETRIES + 1} times" in r["error"]}
+    assert bad in crashed and len(crashed) <= len(files) // 2  # the dead task's files only
+    assert {r["file"] for r in errors} - crashed == {f for f in files if "/zz-" in f}  # and the broken files
+    read = {r["file"] for r in rows if r["status"] != "error"}
+    assert read and read | {r["file"] for r in errors} == set(files)  # every file: read or an error row
+    assert summary.exit_code == 1 and not summary.stopped
 
 
 def test_collector_keeps_a_page_that_comes_twice_once():

@@ -101,8 +101,9 @@ def test_killing_a_worker_mid_run_costs_at_most_its_page(tmp_path):
     samples = Path(__file__).resolve().parent.parent / "samples"
     files = [str(p) for p in sorted(samples.iterdir()) if p.suffix != ".csv"] * 2  # 14 pages
     out = tmp_path / "out.csv"
+    err = open(tmp_path / "stderr.txt", "w+")  # a file, not a pipe: a full pipe would stall the run
     proc = subprocess.Popen([sys.executable, "-m", "formdigits", "scan", "-", "--workers", "1", "-q", "-o", str(out)],
-                            stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdin=subprocess.PIPE, stderr=err, text=True)  # fmt: skip
     proc.stdin.write("\n".join(files) + "\n")
     proc.stdin.close()
     partial, deadline, killed = tmp_path / "out.csv.partial", time.time() + 120, None
@@ -113,8 +114,14 @@ def test_killing_a_worker_mid_run_costs_at_most_its_page(tmp_path):
             os.kill(killed, signal.SIGKILL)
         time.sleep(0.02)
     assert killed, "no worker process to kill before the run ended"
-    proc.wait()
-    stderr = proc.stderr.read()
+    try:  # a stalled run fails, and does not hang the test run
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"the run did not end within 120 s of its worker's death: {(tmp_path / 'stderr.txt').read_text()}")
+    finally:
+        err.close()
+    stderr = (tmp_path / "stderr.txt").read_text()
     rows = list(csv.DictReader(out.read_text().splitlines()))
     keys = [(r["file"], r["page"]) for r in rows]
     runs = [k for i, k in enumerate(keys) if i == 0 or k != keys[i - 1]]
