@@ -61,6 +61,11 @@ def test_the_wheel_installs_in_a_fresh_venv_and_scans_the_samples(tmp_path):
     assert {Path(row["file"]).name for row in rows} == files
     assert not [row for row in rows if row["status"] == "error"]
     assert sum(row["status"] == "ok" for row in rows) > len(rows) / 2
+    # the review page's files are in the wheel: its self-contained page is made from them
+    r = subprocess.run([str(venv / "bin" / "formdigits"), "review", "out.csv", "--html", "queue.html"], **run)
+    assert r.returncode == 0, r.stderr
+    page = (tmp_path / "queue.html").read_text()
+    assert "<script" in page and "data:image/" in page
 
 
 def test_dependencies_are_bounded_both_ways_and_the_package_is_typed_and_licensed():
