@@ -27,6 +27,10 @@ _HARMLESS = re.compile(r"extraneous bytes before marker 0xd9")
 _LIBPNG = re.compile(r"^libpng (warning|error): IDAT: (?!Too much image data|Extra compressed data)")
 # an error in OpenCV's log (libtiff's errors arrive this way): "[ERROR:0@0.02] global grfmt_tiff.cpp:117 TIFF_Error ..."
 _OPENCV_ERROR = re.compile(r"^\[\s*ERROR:[^\]]*\]\s*(?:global\s+)?(?:\S+:\d+\s+)?(.*)")
+# what the native decoders print (and OpenCV's log lines): kept from the terminal; any other line caught
+# meanwhile (another thread's logging, a progress line) is written to stderr after the decode
+_DECODER = re.compile(r"^(Corrupt JPEG|Premature end of JPEG|Invalid JPEG|Unsupported (JPEG|marker)|Bogus|"
+                      r"libpng |\[\s*(ERROR|WARN|INFO|DEBUG)|TIFF|.*: (Unknown field|Incorrect count|.*tag))")
 # stderr and OpenCV's log level belong to the process: one thread at a time points them elsewhere
 _STDERR_LOCK = threading.Lock()
 # OpenCV's log level: cv2.utils.logging in OpenCV 5, cv2.setLogLevel/getLogLevel (same numbers) in 4.x
@@ -48,7 +52,9 @@ def decoder_messages():
     libjpeg prints its warnings straight to stderr, and libtiff's errors reach stderr
     through OpenCV's log (set to show errors for the while): file descriptor 2 is
     pointed at a temporary file meanwhile, so they are caught here instead of
-    reaching the terminal. Threads take turns (the file descriptor is the process's).
+    reaching the terminal. Threads take turns (the file descriptor is the process's);
+    what other threads write to stderr meanwhile is written on after the block,
+    not lost.
     """
     with _STDERR_LOCK, _captured() as lines:
         yield lines
@@ -75,7 +81,12 @@ def _captured():
                     sys.stderr.flush()
                 os.dup2(saved, 2)
                 sink.seek(0)
-                lines.extend(sink.read().decode("utf-8", "replace").splitlines())
+                text = sink.read()
+                lines.extend(text.decode("utf-8", "replace").splitlines())
+                others = [line for line in text.splitlines(keepends=True)
+                          if not _DECODER.match(line.decode("utf-8", "replace"))]  # fmt: skip
+                if others:
+                    os.write(2, b"".join(others))
     finally:
         os.close(saved)
         set_opencv_log_level(level)

@@ -284,6 +284,25 @@ def test_only_decoder_messages_about_lost_data_count_as_damage():
     assert proc.returncode == 0 and proc.stdout == "[]\n"  # a process without stderr still reads its pages
 
 
+def test_what_other_threads_write_to_stderr_while_a_page_decodes_is_written_on_not_lost(capfd):
+    """While a page decodes, file descriptor 2 points at a temporary file: another thread's log line (a
+    server's URL, a warning) went there and was lost. It is written to stderr after the decode; the
+    decoders' own messages are not."""
+    import threading
+
+    from formdigits.damage import decoder_messages
+
+    capfd.readouterr()
+    with decoder_messages() as said:
+        other = threading.Thread(target=lambda: os.write(2, b"formdigits review: serving http://127.0.0.1:1/\n"))
+        other.start()
+        other.join()
+        os.write(2, b"Corrupt JPEG data: bad Huffman code\n[ WARN:0@0.1] global loadsave.cpp:1 imread_ something\n")
+    err = capfd.readouterr().err
+    assert err == "formdigits review: serving http://127.0.0.1:1/\n"
+    assert "Corrupt JPEG data: bad Huffman code" in said
+
+
 def _hostile_images():
     rng = np.random.default_rng(0)
     photo = cv2.resize(cv2.GaussianBlur(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8), (0, 0), 2), (500, 400))
