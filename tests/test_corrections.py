@@ -7,7 +7,6 @@ import cv2
 import numpy as np
 import pytest
 
-from formdigits.batch import load_readers
 from formdigits.corrections import crop_labels, crop_name, export_crops, read_reviewed, summary
 from formdigits.errors import DataError
 from formdigits.output import COLUMNS
@@ -16,12 +15,6 @@ from formdigits.train.data import load_extra
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 PAGE = str(SAMPLES / "marks.png")
-
-
-@pytest.fixture(scope="module")
-def readers():
-    clf, strips, _, _ = load_readers(workers=0)
-    return clf, strips
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +55,8 @@ def test_crop_labels_trust_only_a_cut_the_value_explains():
     assert crop_labels("7", []) == (None, "cut_mismatch")
 
 
-def test_export_writes_the_reviewed_crops_with_their_labels(tmp_path, readers, scanned):
-    clf, strips = readers
+def test_export_writes_the_reviewed_crops_with_their_labels(tmp_path, review_readers, scanned):
+    clf, strips = review_readers
     by = _by_value(scanned)
     a, b, c, d, e, f = by["29"], by["16"], by["7955"], by["49"], by["20"], by["610"]
     reviews = {
@@ -103,16 +96,16 @@ def test_export_writes_the_reviewed_crops_with_their_labels(tmp_path, readers, s
     assert not list(out.rglob("*.partial"))
 
 
-def test_export_without_strip_reader_writes_no_strips(tmp_path, readers, scanned):
-    clf, _ = readers
+def test_export_without_strip_reader_writes_no_strips(tmp_path, review_readers, scanned):
+    clf, _ = review_readers
     a = _by_value(scanned)["29"]
     csv_path = write_reviewed(tmp_path / "r.csv", scanned, {a.field: ("verified", "29")})
     result = export_crops(csv_path, tmp_path / "crops", clf)
     assert result["strips"] == 0 and result["crops"] == {"2": 1, "9": 1}
 
 
-def test_unreadable_page_and_unknown_field_are_counted(tmp_path, readers, scanned):
-    clf, strips = readers
+def test_unreadable_page_and_unknown_field_are_counted(tmp_path, review_readers, scanned):
+    clf, strips = review_readers
     a = _by_value(scanned)["29"]
     rows = [r for r in scanned if r.field == a.field]
     moved = type(a)(**{**vars(a), "x": a.x + 40})  # a box the page does not have

@@ -5,17 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from formdigits.batch import load_readers
 from formdigits.fieldview import field_image, page_views
 from formdigits.pipeline import scan
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-
-
-@pytest.fixture(scope="module")
-def readers():
-    clf, strips, _, _ = load_readers(workers=0)
-    return clf, strips
 
 
 def test_field_image_cuts_the_box_with_a_margin():
@@ -37,8 +30,8 @@ def test_field_image_follows_the_deskew_matrix():
 
 
 @pytest.mark.parametrize("name", ["census.jpg", "orders.pdf"])
-def test_views_are_the_scans_fields(readers, name):
-    clf, strips = readers
+def test_views_are_the_scans_fields(review_readers, name):
+    clf, strips = review_readers
     rows = [r for r in scan(SAMPLES / name) if r.page == 1]
     views = page_views(str(SAMPLES / name), 1, clf, strips, boxes=[(r.x, r.y, r.w, r.h) for r in rows])
     assert [(v.box, v.value, v.status) for v in views] == [((r.x, r.y, r.w, r.h), r.value, r.status) for r in rows]

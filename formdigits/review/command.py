@@ -1,29 +1,12 @@
 """The ``formdigits review`` command (registered by ``formdigits.cli``; imports only Click until it runs)."""
 
-import functools
 import os
 import sys
 from pathlib import Path
 
 import click
 
-from ..cliparams import PdfDpi
-from ..errors import FormdigitsError, UsageError
-
-
-def _errors(f):
-    """A FormdigitsError as click's one-line error, exit code 1 (2 for a UsageError)."""
-
-    @functools.wraps(f)
-    def wrapper(*args, **kwargs):
-        try:
-            return f(*args, **kwargs)
-        except UsageError as e:
-            raise click.UsageError(str(e)) from None
-        except FormdigitsError as e:
-            raise click.ClickException(str(e)) from None
-
-    return wrapper
+from ..cliparams import PdfDpi, library_errors
 
 
 @click.command()
@@ -54,7 +37,7 @@ def _errors(f):
 @click.option("--strip-model", type=click.Path(dir_okay=False), help="As for scan.")
 @click.option("--readers", type=click.Choice(["both", "cut"]), default="both", show_default=True, help="As for scan.")
 @click.option("--pdf-dpi", default="auto", show_default=True, type=PdfDpi(), help="As for scan.")
-@_errors
+@library_errors
 def review(scan_csv, include_ok, forms, fields, reasons, html_out, reviewed, apply_from, output, fmt, export_crops,
            port, no_browser, model, strip_model, readers, pdf_dpi):  # fmt: skip
     """Check the fields a scan sent to review, in the browser, at typing speed.
